@@ -1,0 +1,73 @@
+"""Pure fixed-point arithmetic on ``keras.ops``.
+
+A format is (k, i, f): ``k`` sign bit (0/1), ``i`` integer bits excluding the
+sign, ``f`` fractional bits; total width ``b = k + i + f``. hls4ml's
+``ap_fixed<B, I>`` is ``B = k + i + f``, ``I = k + i``. Elements with
+``b <= 0`` are pruned to exactly 0. Arguments broadcast against ``x``.
+"""
+
+from keras import ops
+
+ROUNDING_MODES = ("RND", "TRN", "RND_CONV")
+OVERFLOW_MODES = ("WRAP", "SAT", "SAT_SYM")
+
+
+def check_modes(round_mode, overflow_mode=None):
+    """Raise a clear ``ValueError`` for an unknown rounding/overflow mode name."""
+    if round_mode not in ROUNDING_MODES:
+        raise ValueError(f"Unknown rounding mode {round_mode!r}; use one of {ROUNDING_MODES}.")
+    if overflow_mode is not None and overflow_mode not in OVERFLOW_MODES:
+        raise ValueError(f"Unknown overflow mode {overflow_mode!r}; use one of {OVERFLOW_MODES}.")
+
+
+def round_to_integer(y, mode):
+    """Round ``y`` to an integer: RND half up, TRN floor, RND_CONV half to even."""
+    if mode == "RND":
+        return ops.floor(y + 0.5)
+    if mode == "TRN":
+        return ops.floor(y)
+    if mode == "RND_CONV":
+        return ops.round(y)  # keras.ops.round rounds half to even
+    check_modes(mode)
+
+
+def round_to_grid(x, f, mode="RND"):
+    """Round ``x`` onto the grid ``2**-f``."""
+    scale = ops.power(2.0, ops.cast(f, x.dtype))
+    return round_to_integer(x * scale, mode) / scale
+
+
+def apply_overflow(x, k, i, f, mode="WRAP"):
+    """Bring on-grid values ``x`` into the (k, i, f) range with WRAP, SAT or SAT_SYM."""
+    dtype = x.dtype
+    k, i, f = (ops.cast(v, dtype) for v in (k, i, f))
+    step = ops.power(2.0, -f)
+    top = ops.power(2.0, i) - step
+    if mode == "SAT":
+        return ops.minimum(ops.maximum(x, -k * ops.power(2.0, i)), top)
+    if mode == "SAT_SYM":
+        return ops.minimum(ops.maximum(x, -k * top), top)
+    if mode == "WRAP":
+        span = ops.power(2.0, i + k)  # 2**(k+i) = size of the integer range
+        offset = k * ops.power(2.0, i)
+        return ops.mod(x + offset, span) - offset
+    check_modes("RND", mode)
+
+
+def quantize(x, k, i, f, round_mode="RND", overflow_mode="WRAP"):
+    """Emulate a cast to ``ap_(u)fixed<k+i+f, k+i, round_mode, overflow_mode>``."""
+    check_modes(round_mode, overflow_mode)
+    dtype = x.dtype
+    k, i, f = (ops.cast(v, dtype) for v in (k, i, f))
+    q = apply_overflow(round_to_grid(x, f, round_mode), k, i, f, overflow_mode)
+    return ops.where(k + i + f > 0, q, ops.zeros_like(q))
+
+
+def kif_to_kbi(k, i, f):
+    """(k, i, f) -> (k, B, I) with B = k+i+f and I = k+i (ap_fixed convention)."""
+    return k, k + i + f, k + i
+
+
+def kbi_to_kif(k, b, i_with_sign):
+    """(k, B, I) -> (k, i, f) with i = I-k and f = B-I."""
+    return k, i_with_sign - k, b - i_with_sign
