@@ -1,0 +1,22 @@
+"""H-layers (arithmetic with trainable bitwidths) and P-layers (passive, propagate bitwidth maps)."""
+
+from .activation import HActivation
+from .base import BitMapMixin, HLayerBase, PLayerMixin
+from .conv import HConv1D, HConv1DBatchNorm, HConv2D, HConv2DBatchNorm, HDepthwiseConv2D
+from .dense import HDense, HDenseBatchNorm
+from .kernel_base import HKernelLayer
+from .merge import HAdd, PConcatenate
+from .passive import PDropout, PFlatten, PPermute, PReshape
+from .pooling import (
+    PAveragePooling1D,
+    PAveragePooling2D,
+    PAvgPool1D,
+    PAvgPool2D,
+    PGlobalAveragePooling1D,
+    PGlobalAveragePooling2D,
+    PMaxPool1D,
+    PMaxPool2D,
+    PMaxPooling1D,
+    PMaxPooling2D,
+)
+from .quantize import HQuantize, Signature

@@ -1,0 +1,129 @@
+"""Shared machinery of H-layers (arithmetic, own quantizers, EBOPs) and P-layers (pass bitwidths on)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..quantizers import HQuantizer
+from .links import input_producers, input_shapes
+
+
+def bits_of(kif):
+    """Total bits k + i + f (never negative) of a (k, i, f) map."""
+    k, i, f = kif
+    return ops.relu(k + i + f)
+
+
+class BitMapMixin:
+    """Gives a layer ``input_kif_maps`` / ``output_kif``; subclasses define ``output_kif_map``."""
+
+    def output_kif_map(self, exact=False):  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def input_kif_maps(self, exact=False, node_index=0):
+        """(k, i, f) maps of every input of one call, broadcast to the full input shape ``(1, ...)``."""
+        maps = []
+        producers = input_producers(self, node_index)
+        for (op, _), shape in zip(producers, input_shapes(self, node_index)):
+            if not isinstance(op, BitMapMixin):
+                raise ValueError(
+                    f"Layer {self.name!r} takes its input from {op.name!r} ({type(op).__name__}), which has no "
+                    "fixed-point format. Put HQuantize (or Signature, for inputs already in fixed point) "
+                    "between them."
+                )
+            full = (1,) + tuple(shape[1:])
+            maps.append(tuple(ops.broadcast_to(ops.cast(m, "float32"), full) for m in op.output_kif_map(exact)))
+        return maps
+
+    def output_kif(self):
+        """Exact (k, i, f) of the output as int numpy arrays broadcastable to ``(1, *output_shape[1:])``."""
+        return tuple(np.asarray(ops.convert_to_numpy(m)).astype(np.int32) for m in self.output_kif_map(exact=True))
+
+
+class HLayerBase(BitMapMixin, keras.layers.Layer):
+    """An H-layer: owns an output quantizer ``paq`` and a ``beta`` weighting its EBOPs in the loss.
+
+    Args:
+        beta: weight of this layer's EBOPs in the loss; assign ``layer.beta = x`` any time.
+        paq_conf: config of the output (activation) quantizer; defaults from
+            ``get_default_paq_conf()``.
+    """
+
+    def __init__(self, beta=0.0, paq_conf=None, **kwargs):
+        super().__init__(**kwargs)
+        self._beta_init = float(beta)
+        self.paq_conf = paq_conf
+        self.paq = HQuantizer(paq_conf, "activation", owner=self.name, name=f"{self.name}_paq")
+        self.record_minmax = False
+
+    def _build_state(self, output_shape):
+        self.paq.build(output_shape)
+        self._beta = self.add_weight(
+            name="beta", shape=(), initializer=keras.initializers.Constant(self._beta_init), trainable=False
+        )
+        self._ebops = self.add_weight(name="ebops", shape=(), initializer="zeros", trainable=False)
+
+    @property
+    def beta(self):
+        return float(ops.convert_to_numpy(self._beta)) if self.built else self._beta_init
+
+    @beta.setter
+    def beta(self, value):
+        if self.built:
+            self._beta.assign(float(value))
+        else:
+            self._beta_init = float(value)
+
+    @property
+    def ebops(self):
+        """EBOPs of the last training step (estimate) or of ``trace_minmax`` (exact)."""
+        return float(ops.convert_to_numpy(self._ebops)) if self.built else 0.0
+
+    def output_kif_map(self, exact=False):
+        return self.paq.activation_kif(exact)
+
+    # -- EBOPs -------------------------------------------------------------------------------------
+    def ebops_of_call(self, input_maps, exact):  # noqa: ARG002 - layers without multiplies cost 0
+        return ops.convert_to_tensor(0.0)
+
+    def compute_ebops(self, exact=False):
+        """EBOPs summed over every call of this layer in the model graph."""
+        total = ops.convert_to_tensor(0.0)
+        for node_index in range(len(self._inbound_nodes)):
+            total = total + self.ebops_of_call(self.input_kif_maps(exact, node_index), exact)
+        return total
+
+    def has_cost(self):
+        return False
+
+    def _train_ebops(self, training):
+        """In training: record the EBOPs estimate and add ``beta * EBOPs`` to the loss."""
+        if not (training and self.has_cost() and self._inbound_nodes):
+            return
+        ebops = self.compute_ebops(exact=False)
+        self._ebops.assign(ops.stop_gradient(ebops))
+        self.add_loss(self._beta * ebops / len(self._inbound_nodes))
+
+    def set_exact_ebops(self):
+        """Store and return exact EBOPs from traced ranges (called by ``trace_minmax``)."""
+        value = float(ops.convert_to_numpy(self.compute_ebops(exact=True))) if self.has_cost() else 0.0
+        self._ebops.assign(value)
+        return value
+
+    def reset_minmax(self):
+        self.paq.reset_minmax()
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(beta=self.beta, paq_conf=self.paq_conf)
+        return cfg
+
+
+class PLayerMixin(BitMapMixin):
+    """A passive layer: moves data, and maps its input's bitwidths the same way."""
+
+    def transform_kif(self, maps, exact):  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def output_kif_map(self, exact=False):
+        return self.transform_kif(self.input_kif_maps(exact), exact)

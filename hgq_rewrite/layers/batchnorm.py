@@ -1,0 +1,56 @@
+"""BatchNormalization folded into the kernel and bias of the H-layer before it."""
+
+from keras import ops
+
+
+class FoldedBatchNormMixin:
+    """Adds a BatchNormalization after the kernel op, folded into kernel and bias.
+
+    Training uses the batch statistics of ``x ⊛ W + b`` (and updates the moving ones);
+    inference and export use the moving statistics, so the exported layer is a plain
+    Dense/Conv with kernel ``W·γ/√(var+ε)`` and bias ``(b − mean)·γ/√(var+ε) + β``.
+
+    Args:
+        momentum, epsilon, center, scale: as ``keras.layers.BatchNormalization``.
+    """
+
+    def __init__(self, *args, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+
+    def build_extra(self):
+        channels = (self.out_channels(),)
+        self.bn_gamma = self.add_weight(name="bn_gamma", shape=channels, initializer="ones", trainable=self.scale)
+        self.bn_beta = self.add_weight(name="bn_beta", shape=channels, initializer="zeros", trainable=self.center)
+        self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=channels, initializer="ones", trainable=False
+        )
+
+    def folded_kernel_bias(self, x=None, training=False):
+        bias = self.bias if self.bias is not None else ops.zeros((self.out_channels(),))
+        if training and x is not None:
+            z = self.apply_kernel(x, self.kernel)
+            axes = tuple(range(len(z.shape) - 1))
+            mean = ops.mean(z, axis=axes) + bias
+            var = ops.var(z, axis=axes)
+            m = self.momentum
+            self.moving_mean.assign(m * self.moving_mean + (1 - m) * ops.stop_gradient(mean))
+            self.moving_variance.assign(m * self.moving_variance + (1 - m) * ops.stop_gradient(var))
+        else:
+            mean, var = self.moving_mean, self.moving_variance
+        s = ops.rsqrt(var + self.epsilon)
+        if self.scale:
+            s = s * self.bn_gamma
+        folded_bias = (bias - mean) * s
+        if self.center:
+            folded_bias = folded_bias + self.bn_beta
+        return self.kernel * s, folded_bias
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(momentum=self.momentum, epsilon=self.epsilon, center=self.center, scale=self.scale)
+        return cfg

@@ -1,0 +1,136 @@
+"""HConv1D, HConv2D, HDepthwiseConv2D and their BatchNorm-folded variants (channels_last)."""
+
+import math
+
+import keras
+from keras import ops
+
+from .batchnorm import FoldedBatchNormMixin
+from .kernel_base import HKernelLayer
+
+
+def _tuple(value, rank, what, layer):
+    t = (value,) * rank if isinstance(value, int) else tuple(value)
+    if len(t) != rank or not all(isinstance(v, int) and v > 0 for v in t):
+        raise ValueError(f"Layer {layer!r}: {what} must be {rank} positive int(s), got {value!r}.")
+    return t
+
+
+def conv_output_length(n, k, stride, padding, dilation):
+    if n is None:
+        return None
+    if padding == "same":
+        return math.ceil(n / stride)
+    return (n - dilation * (k - 1) - 1) // stride + 1
+
+
+class HConvBase(HKernelLayer):
+    """Shared logic of convolutions: output positions, EBOPs per parallel kernel application.
+
+    EBOPs = Σ conv(b_in, b_w) · parallel_factor / number of output positions.
+    """
+
+    rank = 2
+
+    def __init__(self, kernel_size, strides=1, padding="valid", dilation_rate=1, parallel_factor=1, **kwargs):
+        data_format = kwargs.pop("data_format", None)
+        super().__init__(parallel_factor=parallel_factor, **kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ValueError(f"Layer {self.name!r}: only data_format='channels_last' is supported.")
+        if padding not in ("valid", "same"):
+            raise ValueError(f"Layer {self.name!r}: padding must be 'valid' or 'same', got {padding!r}.")
+        self.kernel_size = _tuple(kernel_size, self.rank, "kernel_size", self.name)
+        self.strides = _tuple(strides, self.rank, "strides", self.name)
+        self.dilation_rate = _tuple(dilation_rate, self.rank, "dilation_rate", self.name)
+        self.padding = padding
+
+    def output_spatial(self, input_shape):
+        return tuple(
+            conv_output_length(n, k, s, self.padding, d)
+            for n, k, s, d in zip(input_shape[1:-1], self.kernel_size, self.strides, self.dilation_rate)
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self.output_spatial(input_shape) + (self.out_channels(),)
+
+    def conv(self, x, kernel):
+        return ops.conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
+
+    def apply_kernel(self, x, kernel):
+        return self.conv(x, kernel)
+
+    def bit_products(self, b_in, b_kernel):
+        positions = math.prod(self.output_spatial(self._input_shape))
+        return ops.sum(self.conv(b_in, b_kernel)) * (self.parallel_factor / positions)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(
+            kernel_size=self.kernel_size, strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate
+        )
+        return cfg
+
+
+class HConvND(HConvBase):
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(kernel_size, **kwargs)
+        self.filters = int(filters)
+
+    def kernel_shape(self, input_shape):
+        return self.kernel_size + (input_shape[-1], self.filters)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["filters"] = self.filters
+        return cfg
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HConv1D(HConvND):
+    """1D convolution quantized with HGQ (arguments as ``keras.layers.Conv1D`` plus the HGQ ones)."""
+
+    rank = 1
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HConv2D(HConvND):
+    """2D convolution quantized with HGQ (arguments as ``keras.layers.Conv2D`` plus the HGQ ones)."""
+
+    rank = 2
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HDepthwiseConv2D(HConvBase):
+    """Depthwise 2D convolution quantized with HGQ; kernel shape ``(kh, kw, in, depth_multiplier)``."""
+
+    rank = 2
+
+    def __init__(self, kernel_size, depth_multiplier=1, depthwise_initializer=None, **kwargs):
+        if depthwise_initializer is not None:
+            kwargs["kernel_initializer"] = depthwise_initializer
+        super().__init__(kernel_size, **kwargs)
+        self.depth_multiplier = int(depth_multiplier)
+
+    def kernel_shape(self, input_shape):
+        return self.kernel_size + (input_shape[-1], self.depth_multiplier)
+
+    def out_channels(self):
+        return self._input_shape[-1] * self.depth_multiplier
+
+    def conv(self, x, kernel):
+        return ops.depthwise_conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["depth_multiplier"] = self.depth_multiplier
+        return cfg
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HConv1DBatchNorm(FoldedBatchNormMixin, HConv1D):
+    """HConv1D with a BatchNormalization folded into kernel and bias."""
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HConv2DBatchNorm(FoldedBatchNormMixin, HConv2D):
+    """HConv2D with a BatchNormalization folded into kernel and bias."""

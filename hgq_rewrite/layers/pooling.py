@@ -1,0 +1,73 @@
+"""Passive pooling layers and how they change the fixed-point format of their input.
+
+Max pooling picks one input, so the output format is the union (max of k, i, f) of the
+window. Average pooling sums the window and divides by its size n: the integer part
+cannot grow and ``ceil(log2 n)`` fractional bits are added (exact when n is a power of 2).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from .base import PLayerMixin
+
+
+class _PoolMixin(PLayerMixin):
+    averaging = False
+
+    def _pool(self, m):
+        return ops.max_pool(m, self.pool_size, self.strides, self.padding, "channels_last")
+
+    def transform_kif(self, maps, exact):
+        k, i, f = (self._pool(m) for m in maps[0])
+        if self.averaging:
+            f = f + math.ceil(math.log2(math.prod(self.pool_size)))
+        return k, i, f
+
+
+class _GlobalPoolMixin(PLayerMixin):
+    def transform_kif(self, maps, exact):
+        k, i, f = maps[0]
+        spatial = tuple(range(1, len(k.shape) - 1))
+        n = math.prod(k.shape[a] for a in spatial)
+        k, i, f = (ops.max(m, axis=spatial, keepdims=self.keepdims) for m in (k, i, f))
+        return k, i, f + math.ceil(math.log2(n))
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PMaxPooling1D(_PoolMixin, keras.layers.MaxPooling1D):
+    """MaxPooling1D propagating the union format of each window."""
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PMaxPooling2D(_PoolMixin, keras.layers.MaxPooling2D):
+    """MaxPooling2D propagating the union format of each window."""
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PAveragePooling1D(_PoolMixin, keras.layers.AveragePooling1D):
+    """AveragePooling1D; adds log2(pool size) fractional bits (use power-of-2 pools for exactness)."""
+
+    averaging = True
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PAveragePooling2D(_PoolMixin, keras.layers.AveragePooling2D):
+    """AveragePooling2D; adds log2(pool area) fractional bits (use power-of-2 pools for exactness)."""
+
+    averaging = True
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PGlobalAveragePooling1D(_GlobalPoolMixin, keras.layers.GlobalAveragePooling1D):
+    """GlobalAveragePooling1D; adds log2(steps) fractional bits."""
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PGlobalAveragePooling2D(_GlobalPoolMixin, keras.layers.GlobalAveragePooling2D):
+    """GlobalAveragePooling2D; adds log2(height·width) fractional bits."""
+
+
+PMaxPool1D, PMaxPool2D = PMaxPooling1D, PMaxPooling2D
+PAvgPool1D, PAvgPool2D = PAveragePooling1D, PAveragePooling2D

@@ -1,0 +1,225 @@
+"""The trainable heterogeneous quantizer (one per kernel or activation tensor)."""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from .config import activation_config, kernel_config
+from .fixed_point import round_to_integer
+
+LN2 = math.log(2.0)
+_TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class BitsL1(keras.regularizers.Regularizer):
+    """``l1 * sum(f)``: keeps pushing the fractional bits down (no absolute value)."""
+
+    def __init__(self, l1=1e-6):
+        self.l1 = float(l1)
+
+    def __call__(self, x):
+        return self.l1 * ops.sum(x)
+
+    def get_config(self):
+        return {"l1": self.l1}
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class ClipBits(keras.constraints.Constraint):
+    """Projects the fractional bits into ``[low, high]`` after every update."""
+
+    def __init__(self, low=-23, high=23):
+        self.low, self.high = float(low), float(high)
+
+    def __call__(self, w):
+        return ops.clip(w, self.low, self.high)
+
+    def get_config(self):
+        return {"low": self.low, "high": self.high}
+
+
+class NotTracedError(RuntimeError):
+    """Raised when exact formats are asked for before ``trace_minmax``."""
+
+
+def shared_axes(granularity, rank, is_activation):
+    """Axes (of a rank-``rank`` tensor) along which one bitwidth is shared."""
+    if granularity == "element":
+        axes = ()
+    elif granularity == "channel":
+        axes = tuple(range(rank - 1))
+    elif granularity == "tensor":
+        axes = tuple(range(rank))
+    else:
+        axes = tuple(a % rank for a in granularity)
+    if is_activation:
+        axes = tuple(sorted(set(axes) | {0}))  # the batch always shares
+    return axes
+
+
+def ste_round(x):
+    """round(x) forward, identity gradient."""
+    return x + ops.stop_gradient(ops.round(x) - x)
+
+
+def significant_bits(q):
+    """Exact span of significant bits of |q| (numpy): 0.75 -> 2, 4.0 -> 1, 0 -> 0."""
+    a = np.abs(np.asarray(q, dtype=np.float64))
+    out = np.zeros(a.shape, dtype=np.int64)
+    nz = a > 0
+    if not nz.any():
+        return out
+    mant, exp = np.frexp(a[nz])  # a = mant * 2**exp, mant in [0.5, 1)
+    ints = (mant * 2.0**53).astype(np.int64)  # exact integer mantissa
+    trailing = np.zeros(ints.shape, dtype=np.int64)
+    rest = ints.copy()
+    while True:
+        even = (rest & 1) == 0
+        if not even.any():
+            break
+        trailing += even
+        rest = np.where(even, rest >> 1, rest)
+    out[nz] = 53 - trailing
+    return out
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HQuantizer(keras.layers.Layer):
+    """Rounds a tensor onto a per-element (or per-group) trainable fixed-point grid.
+
+    Args:
+        config: quantizer config dict (see ``hgq_rewrite.quantizers.config``).
+        role: ``"kernel"`` (bits adapted to the weight values) or ``"activation"``
+            (records min/max of its output for the integer bits).
+        owner: name of the owning layer, used in error messages.
+    """
+
+    def __init__(self, config=None, role="activation", owner=None, **kwargs):
+        super().__init__(**kwargs)
+        if role not in ("kernel", "activation"):
+            raise ValueError(f"role must be 'kernel' or 'activation', got {role!r}")
+        self.role = role
+        self.owner = owner or self.name
+        where = f"{'kq_conf' if role == 'kernel' else 'paq_conf'} of layer {self.owner!r}"
+        merge = kernel_config if role == "kernel" else activation_config
+        self.config = merge(config, where)
+        self.record_minmax = False
+
+    @property
+    def is_activation(self):
+        return self.role == "activation"
+
+    def build(self, shape):
+        shape = tuple(shape)
+        axes = shared_axes(self.config["granularity"], len(shape), self.is_activation)
+        unknown = [a for a in range(len(shape)) if a not in axes and shape[a] is None]
+        if unknown:
+            raise ValueError(
+                f"Layer {self.owner!r}: a {self.config['granularity']!r}-granularity quantizer needs a known "
+                f"shape, but axes {unknown} of {shape} are unknown. Give the model an Input with a full shape, "
+                f"or use granularity 'tensor'."
+            )
+        self.axes = axes
+        self.bw_shape = tuple(1 if a in axes else shape[a] for a in range(len(shape)))
+        self.fbw = self.add_weight(
+            name="fbw",
+            shape=self.bw_shape,
+            initializer=keras.initializers.Constant(float(self.config["init_bw"])),
+            trainable=bool(self.config["trainable"]),
+            regularizer=BitsL1(self.config["l1"]) if self.config["l1"] else None,
+            constraint=ClipBits(*self.config["bw_clip"]),
+        )
+        if self.is_activation:
+            self.min = self.add_weight(name="min", shape=self.bw_shape, initializer="zeros", trainable=False)
+            self.max = self.add_weight(name="max", shape=self.bw_shape, initializer="zeros", trainable=False)
+            self.reset_minmax()
+
+    # -- forward ---------------------------------------------------------------------------------
+    def call(self, x, training=None):
+        f = ops.round(ops.stop_gradient(self.fbw))
+        scale = ops.power(2.0, f)
+        xq = ops.stop_gradient(round_to_integer(x * scale, self.config["rounding"]) / scale)
+        if training:
+            delta = ops.stop_gradient(xq - x)
+            # value: exactly xq; d/dx = 1 (straight through); d/dfbw = -ln2 * (xq - x)
+            out = xq + (x - ops.stop_gradient(x)) + delta * LN2 * (ops.stop_gradient(self.fbw) - self.fbw)
+        else:
+            out = xq
+        if self.is_activation and (training or self.record_minmax):
+            self._record(xq)
+        return out
+
+    def _record(self, xq):
+        lo = ops.min(xq, axis=self.axes, keepdims=True)
+        hi = ops.max(xq, axis=self.axes, keepdims=True)
+        self.min.assign(ops.minimum(self.min, ops.cast(lo, self.min.dtype)))
+        self.max.assign(ops.maximum(self.max, ops.cast(hi, self.max.dtype)))
+
+    def reset_minmax(self):
+        """Forget the recorded range (+inf / -inf)."""
+        self.min.assign(ops.full(self.bw_shape, np.inf))
+        self.max.assign(ops.full(self.bw_shape, -np.inf))
+
+    def adapt_to(self, values):
+        """Kernels: set f so every weight group keeps ``init_bw`` significant bits (graph-safe)."""
+        a = ops.abs(ops.convert_to_tensor(values, "float32"))
+        m = ops.max(a, axis=self.axes, keepdims=True) if self.axes else a
+        int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, _TINY))) + 1.0, 0.0)
+        lo, hi = self.config["bw_clip"]
+        self.fbw.assign(ops.reshape(ops.clip(self.config["init_bw"] - int_bits, lo, hi), self.bw_shape))
+
+    # -- bitwidths ---------------------------------------------------------------------------------
+    def is_traced(self):
+        return bool(np.all(ops.convert_to_numpy(self.min) <= ops.convert_to_numpy(self.max)))
+
+    def activation_kif(self, exact=False):
+        """(k, i, f) tensors of shape ``bw_shape`` for the recorded range.
+
+        ``exact=False``: differentiable estimate used in training (f through STE rounding).
+        ``exact=True``: the smallest format holding every traced value.
+        """
+        lo, hi = self.min, self.max
+        if exact:
+            if not self.is_traced():
+                raise NotTracedError(
+                    f"Layer {self.owner!r} has no recorded activation range: call "
+                    "hgq_rewrite.trace_minmax(model, calibration_data) first."
+                )
+            f = ops.round(self.fbw)
+            k = ops.cast(lo < 0, "float32")
+            step = ops.power(2.0, -f)
+            i_hi = ops.ceil(ops.log2(ops.maximum(hi + step, _TINY)))
+            i_lo = ops.where(lo < 0, ops.ceil(ops.log2(ops.maximum(-lo, _TINY))), -1e9)
+            i = ops.maximum(ops.maximum(i_hi, i_lo), -f - k)
+            return k, i, f
+        lo = ops.where(ops.isfinite(lo), lo, 0.0)
+        hi = ops.where(ops.isfinite(hi), hi, 0.0)
+        k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
+        mag = ops.maximum(ops.abs(lo), ops.abs(hi))
+        i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
+        return k, i, ste_round(self.fbw)
+
+    def kernel_bits(self, q, exact=False):
+        """Bits of each (quantized) weight, no sign bit: differentiable estimate or exact span."""
+        if exact:
+            return ops.convert_to_tensor(significant_bits(ops.convert_to_numpy(q)).astype("float32"))
+        a = ops.abs(q)
+        if self.axes:
+            a = ops.max(a, axis=self.axes, keepdims=True)
+        i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
+        return ops.relu(i + ste_round(self.fbw)) * ops.ones_like(q)
+
+    def max_fraction_bits(self, keep_axis=-1):
+        """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this)."""
+        f = ops.round(self.fbw)
+        rank = len(self.bw_shape)
+        axes = tuple(a for a in range(rank) if a != keep_axis % rank)
+        return ops.max(f, axis=axes)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(config=dict(self.config), role=self.role, owner=self.owner)
+        return cfg

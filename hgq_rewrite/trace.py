@@ -1,0 +1,97 @@
+"""trace_minmax: exact activation ranges on calibration data, then exact EBOPs."""
+
+import warnings
+
+import numpy as np
+from keras import ops
+
+from .layers.base import HLayerBase
+from .layers.links import link_nested_inputs, walk_layers
+
+
+def h_layers(model):
+    """Every H-layer of ``model``, nested models included."""
+    return [layer for layer in walk_layers(model) if isinstance(layer, HLayerBase)]
+
+
+def _as_inputs(data, model):
+    """Validate calibration data: list of arrays (one per model input), non-empty, finite."""
+    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    n_inputs = len(model.inputs) if getattr(model, "inputs", None) else 1
+    if len(arrays) != n_inputs:
+        raise ValueError(f"trace_minmax: the model has {n_inputs} input(s) but {len(arrays)} array(s) were given.")
+    arrays = [np.asarray(a) for a in arrays]
+    for idx, a in enumerate(arrays):
+        if a.ndim == 0 or a.shape[0] == 0:
+            raise ValueError(f"trace_minmax: calibration array {idx} is empty; pass at least one sample.")
+        if not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"trace_minmax: calibration array {idx} is not numeric (dtype {a.dtype}).")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"trace_minmax: calibration array {idx} contains NaN or inf values.")
+    if len({a.shape[0] for a in arrays}) > 1:
+        raise ValueError("trace_minmax: calibration arrays have different numbers of samples.")
+    return arrays
+
+
+def _widen(quantizer, cover_factor):
+    """Scale the traced range about its centre by ``cover_factor`` (head-room against overflow)."""
+    lo, hi = ops.convert_to_numpy(quantizer.min), ops.convert_to_numpy(quantizer.max)
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    f = np.round(ops.convert_to_numpy(quantizer.fbw))
+    step = 2.0**-f
+    new_lo = np.floor((mid - half * cover_factor) / step) * step
+    new_hi = np.ceil((mid + half * cover_factor) / step) * step
+    # a range that was all >= 0 stays unsigned
+    new_lo = np.where(lo >= 0, np.maximum(new_lo, 0), new_lo)
+    quantizer.min.assign(new_lo)
+    quantizer.max.assign(new_hi)
+
+
+def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
+    """Record exact activation ranges of ``model`` on ``data`` and return its exact EBOPs.
+
+    Args:
+        model: a Keras model made of H- and P-layers (nested models included).
+        data: calibration array, or list of arrays for several inputs.
+        bsz: batch size of the calibration passes.
+        cover_factor: widen every range about its centre by this factor (> 0); values above 1
+            leave head-room against overflow on unseen data at the cost of more integer bits.
+        verbose: print EBOPs per layer.
+
+    Returns:
+        Total exact EBOPs (float).
+    """
+    if not isinstance(cover_factor, (int, float)) or not np.isfinite(cover_factor) or cover_factor <= 0:
+        raise ValueError(f"trace_minmax: cover_factor must be a number > 0, got {cover_factor!r}.")
+    if cover_factor < 1:
+        warnings.warn("trace_minmax: cover_factor < 1 leaves traced values outside the range (overflow).")
+    if not isinstance(bsz, int) or bsz < 1:
+        raise ValueError(f"trace_minmax: bsz must be a positive int, got {bsz!r}.")
+    arrays = _as_inputs(data, model)
+    link_nested_inputs(model)
+    layers = h_layers(model)
+    if not layers:
+        raise ValueError(f"trace_minmax: model {model.name!r} has no H-layers to trace.")
+    for layer in layers:
+        layer.reset_minmax()
+        layer.paq.record_minmax = True
+    try:
+        n = arrays[0].shape[0]
+        for start in range(0, n, bsz):
+            batch = [a[start : start + bsz].astype("float32") for a in arrays]
+            model(batch if len(batch) > 1 else batch[0], training=False)
+    finally:
+        for layer in layers:
+            layer.paq.record_minmax = False
+    if cover_factor != 1:
+        for layer in layers:
+            _widen(layer.paq, cover_factor)
+    total = 0.0
+    for layer in layers:
+        value = layer.set_exact_ebops()
+        total += value
+        if verbose and value:
+            print(f"{layer.name}: {value:.0f}")
+    if verbose:
+        print(f"Total EBOPs: {total:.0f}")
+    return total
