@@ -1,0 +1,3 @@
+"""placeholder"""
+class BitExactReport: pass
+def check_bit_exact(*a, **k): raise NotImplementedError
