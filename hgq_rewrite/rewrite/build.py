@@ -1,0 +1,163 @@
+"""Build the HGQ model from a `Plan`, level by level, then copy the weights.
+
+Each float layer becomes its new layer(s) once, even when it is called several
+times or appears in several nested models, so sharing is kept. Nested models
+are rebuilt as models of the same kind (Functional or Sequential) and called
+by their parent. Layers kept float are copies (``from_config`` + weights):
+nothing of the user's model is reused, so training the result never touches it.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from .converters.core import WeightedConverter
+from .errors import RewriteError
+from .registry import as_conversion
+from .targets import hgq_layer
+
+
+class _Builder:
+    def __init__(self, internals):
+        self.x = internals
+        self.new_layers = {}  # id(float layer) -> [new layers]
+        self.new_models = {}  # id(ModelGraph) -> new model
+        self.transfers = []
+
+    # ------------------------------------------------------------------ per layer
+    def layers_for(self, lp, mg):
+        """New layer(s) standing for float layer ``lp`` (created once)."""
+        key = id(lp.layer)
+        if key in self.new_layers:
+            return self.new_layers[key]
+        if lp.decision == "convert":
+            settings = lp.settings(self.x.namers[id(mg)])
+            try:
+                if isinstance(lp.converter, WeightedConverter):
+                    conv = lp.converter.convert(lp.layer, settings, bn=lp.bn, activation=lp.activation)
+                else:
+                    conv = as_conversion(lp.converter.convert(lp.layer, settings))
+            except RewriteError:
+                raise
+            except Exception as e:
+                raise RewriteError(f"Converting {lp.path!r} ({lp.class_name}) failed: {type(e).__name__}: {e}") from e
+            layers = list(conv.layers)
+            if not layers:
+                raise RewriteError(f"The converter of {lp.path!r} returned no layer.")
+            if not lp.layer.trainable:
+                for layer in layers:
+                    layer.trainable = False
+            if conv.transfer is not None:
+                self.transfers.append((lp, conv.transfer))
+        else:  # kept float: an independent copy
+            layers = [self.copy_float(lp)]
+        self.new_layers[key] = layers
+        return layers
+
+    def copy_float(self, lp):
+        layer = lp.layer
+        try:
+            new = type(layer).from_config(layer.get_config())
+        except Exception as e:
+            raise RewriteError(
+                f"Cannot copy float layer {lp.path!r} ({lp.class_name}) with from_config(get_config()): {e}. "
+                "Give the layer a complete get_config(), or register a converter for it."
+            ) from e
+        if isinstance(layer, keras.layers.Layer) and layer.weights:
+            self.transfers.append((lp, lambda: new.set_weights(layer.get_weights())))
+        return new
+
+    def quantizer(self, q):
+        v = q.resolved.values
+        kwargs = {"beta": v["beta"]}
+        if v["activation"]:
+            kwargs["paq_conf"] = dict(v["activation"])
+        return hgq_layer("HQuantize")(name=q.name, **kwargs)
+
+    # ------------------------------------------------------------------ per model level
+    def model_for(self, mg):
+        if id(mg) not in self.new_models:
+            build = self.build_sequential if mg.kind == "sequential" else self.build_functional
+            self.new_models[id(mg)] = build(mg)
+        return self.new_models[id(mg)]
+
+    def ops_for_call(self, mg, call):
+        """Layers to apply for ``call`` (empty if absorbed into another call)."""
+        if call.sub is not None:
+            return [self.model_for(call.sub)]
+        lp = self.x.plans[id(call.layer)]
+        if lp.decision in ("fold", "fuse"):
+            return []
+        if lp.decision == "unsupported":
+            raise RewriteError(f"{lp.path!r} is unsupported: {lp.reason}")
+        return self.layers_for(lp, mg)
+
+    def output_tensor(self, call):
+        """The float tensor the new layers of ``call`` stand for (after absorbed layers)."""
+        lp = self.x.plans.get(id(call.layer))
+        if lp is not None and lp.tail_call is not None:
+            return lp.tail_call.outputs
+        return call.outputs
+
+    def build_functional(self, mg):
+        level = self.x.levels[id(mg)]
+        plain, quant = {}, {}
+
+        def record(old_tensors, new_tensors):
+            for t, n in zip(old_tensors, new_tensors):
+                plain[id(t)] = n
+                q = level.quantizers.get(id(t))
+                if q is not None:
+                    quant[id(t)] = self.quantizer(q)(n)
+
+        for call in mg.calls:
+            if call.is_input:
+                t = call.outputs[0]
+                new = keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, sparse=t.sparse, name=call.layer.name)
+                record(call.outputs, [new])
+                continue
+            ops = self.ops_for_call(mg, call)
+            if not ops:
+                continue
+            needs = level.needs.get(call.key, set())
+            lookup = {}
+            for i, t in enumerate(call.inputs):
+                lookup[id(t)] = quant[id(t)] if (i in needs and id(t) in quant) else plain[id(t)]
+            args, kwargs = call.node.arguments.fill_in(lookup)
+            out = ops[0](*args, **kwargs)
+            for op in ops[1:]:
+                out = op(out)
+            record(self.output_tensor(call), keras.tree.flatten(out))
+
+        fn = mg.model if mg.kind == "functional" else mg.model._functional
+        inputs = keras.tree.map_structure(lambda t: plain[id(t)], fn._inputs_struct)
+        outputs = keras.tree.map_structure(lambda t: plain[id(t)], fn._outputs_struct)
+        return keras.Model(inputs=inputs, outputs=outputs, name=mg.model.name)
+
+    def build_sequential(self, mg):
+        level = self.x.levels[id(mg)]
+        layers, first = [], None
+        for call in mg.calls:
+            if call.is_input:
+                first = call
+            else:
+                layers.extend(self.ops_for_call(mg, call))
+            for t in call.outputs:
+                q = level.quantizers.get(id(t))
+                if q is not None:
+                    layers.append(self.quantizer(q))
+        t = first.outputs[0]
+        inp = keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, name=first.layer.name)
+        return keras.Sequential([inp, *layers], name=mg.model.name)
+
+
+def build_model(internals):
+    """Build the HGQ model described by a plan's internals and copy the weights."""
+    builder = _Builder(internals)
+    model = builder.model_for(internals.top)
+    for lp, transfer in builder.transfers:
+        try:
+            transfer()
+        except Exception as e:
+            raise RewriteError(f"Copying the weights of {lp.path!r} failed: {type(e).__name__}: {e}") from e
+    return model

@@ -1,0 +1,144 @@
+"""Converters for layers with weights: Dense, Conv1D, Conv2D, DepthwiseConv2D.
+
+These converters also accept the two fusions decided by `rewrite.fusion`:
+``bn=`` a BatchNormalization folded into the layer (the ``*BatchNorm`` variant
+is built and the BN's statistics copied into it), and ``activation="relu"``
+from a following ReLU.
+"""
+
+import keras
+
+from ..registry import Conversion, Converter, register_builtin
+from ..targets import hgq_layer
+from ._common import NATIVE_ACTIVATIONS, activation_name, assign, channels_last, dropped_settings
+
+
+class WeightedConverter(Converter):
+    """Shared logic: structure args, activation split, weight transfer."""
+
+    target = "?"
+    bn_target = None  # name of the *BatchNorm variant, if any
+    fields = ("beta", "kernel", "activation", "parallel_factor")
+    kernel_attr = "kernel"
+    regularizers = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                    "kernel_constraint", "bias_constraint")
+
+    def structure(self, layer):
+        raise NotImplementedError
+
+    def check(self, layer):
+        mode = getattr(layer, "quantization_mode", None)
+        if mode:
+            return f"already quantized by Keras (quantization_mode={mode!r})"
+        reason = channels_last(layer)
+        if reason:
+            return reason
+        if activation_name(layer.activation) is None:
+            return "custom activation function (register a converter, or keep the layer float)"
+        return None
+
+    def notes(self, layer):
+        return dropped_settings(layer, *self.regularizers)
+
+    def _activations(self, layer, activation):
+        own = activation_name(layer.activation)
+        if activation is not None and own == "linear":
+            own = activation
+        if own in NATIVE_ACTIVATIONS:
+            return own, None
+        return "linear", own
+
+    def describe(self, layer, bn=None, activation=None):
+        name = self.bn_target if bn is not None else self.target
+        _, extra = self._activations(layer, activation)
+        return name if extra is None else f"{name} + HActivation({extra})"
+
+    def convert(self, layer, settings, bn=None, activation=None):
+        inner, extra = self._activations(layer, activation)
+        cls = hgq_layer(self.bn_target if bn is not None else self.target)
+        kwargs = dict(self.structure(layer))
+        kwargs.update(activation=inner, use_bias=layer.use_bias, name=settings.name)
+        kwargs.update(settings.kwargs("kq_conf", "paq_conf", "beta", "parallel_factor"))
+        if bn is not None:
+            kwargs.update(momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale)
+        new = cls(**kwargs)
+        layers = [new]
+        if extra is not None:
+            act_cls = hgq_layer("HActivation")
+            layers.append(
+                act_cls(extra, name=settings.unique_name(f"{settings.name}_{extra}"),
+                        **settings.kwargs("beta", "paq_conf"))
+            )
+
+        def transfer():
+            assign(new.kernel, getattr(layer, self.kernel_attr))
+            if layer.use_bias:
+                assign(new.bias, layer.bias)
+            if bn is not None:
+                if bn.scale:
+                    assign(new.bn_gamma, bn.gamma)
+                if bn.center:
+                    assign(new.bn_beta, bn.beta)
+                assign(new.moving_mean, bn.moving_mean)
+                assign(new.moving_variance, bn.moving_variance)
+            new.adapt_kernel_bits()
+
+        return Conversion(layers, transfer)
+
+
+@register_builtin(keras.layers.Dense)
+class DenseConverter(WeightedConverter):
+    target = "HDense"
+    bn_target = "HDenseBatchNorm"
+
+    def structure(self, layer):
+        return {"units": layer.units}
+
+
+class _ConvConverter(WeightedConverter):
+    def check(self, layer):
+        reason = super().check(layer)
+        if reason:
+            return reason
+        if getattr(layer, "groups", 1) != 1:
+            return f"grouped convolution (groups={layer.groups})"
+        if layer.padding not in ("valid", "same"):
+            return f"padding={layer.padding!r} (only 'valid' and 'same')"
+        return None
+
+    def structure(self, layer):
+        return {
+            "filters": layer.filters,
+            "kernel_size": layer.kernel_size,
+            "strides": layer.strides,
+            "padding": layer.padding,
+            "dilation_rate": layer.dilation_rate,
+        }
+
+
+@register_builtin(keras.layers.Conv1D)
+class Conv1DConverter(_ConvConverter):
+    target = "HConv1D"
+    bn_target = "HConv1DBatchNorm"
+
+
+@register_builtin(keras.layers.Conv2D)
+class Conv2DConverter(_ConvConverter):
+    target = "HConv2D"
+    bn_target = "HConv2DBatchNorm"
+
+
+@register_builtin(keras.layers.DepthwiseConv2D)
+class DepthwiseConv2DConverter(_ConvConverter):
+    target = "HDepthwiseConv2D"
+    regularizers = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer",
+                    "depthwise_constraint", "bias_constraint")
+
+    def structure(self, layer):
+        return {
+            "kernel_size": layer.kernel_size,
+            "strides": layer.strides,
+            "padding": layer.padding,
+            "depth_multiplier": layer.depth_multiplier,
+            "dilation_rate": layer.dilation_rate,
+        }
