@@ -174,7 +174,11 @@ def build_graph(model, prefix: str = "", _cache=None) -> ModelGraph:
         fn, kind = model, "functional"
 
     nodes = [n for d in sorted(fn._nodes_by_depth, reverse=True) for n in fn._nodes_by_depth[d]]
+    # model inputs first (in input order), then Keras' operation order
+    inputs = list(keras.tree.flatten(fn._inputs_struct))
     rank = {id(op): i for i, op in enumerate(fn.operations)}
+    for i, t in enumerate(inputs):
+        rank[id(t._keras_history.operation)] = i - len(inputs)
     g = nx.DiGraph()
     producer, consumers = {}, {}
     key_of_node, calls_seen, sort_key = {}, {}, {}
@@ -217,7 +221,7 @@ def build_graph(model, prefix: str = "", _cache=None) -> ModelGraph:
         kind=kind,
         graph=g,
         order=order,
-        inputs=list(keras.tree.flatten(fn._inputs_struct)),
+        inputs=inputs,
         outputs=list(keras.tree.flatten(fn._outputs_struct)),
         producer=producer,
         consumers=consumers,

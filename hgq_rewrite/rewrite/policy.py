@@ -73,6 +73,15 @@ def _library_quantizer_defaults():
     return kq, paq
 
 
+def _library_validator():
+    """`hgq_rewrite.quantizers.config.validate_config`, if available."""
+    try:
+        from hgq_rewrite.quantizers import config as qconfig
+    except ImportError:
+        return None
+    return getattr(qconfig, "validate_config", None)
+
+
 @dataclass
 class RewriteConfig:
     """A validated, private copy of the user's config (see the module docstring)."""
@@ -221,6 +230,13 @@ def _check_rule(rule, where, known_qfields, problems):
                         f"fields are {', '.join(sorted(known_qfields))}"
                     )
                     del value[qf]
+            validate = _library_validator()
+            if validate is not None:
+                try:
+                    validate(value, f"{where}: {name}")
+                except (ValueError, TypeError) as e:
+                    problems.append(str(e))
+                    continue
             gran = value.get("granularity")
             if isinstance(gran, list):
                 value["granularity"] = gran = tuple(gran)

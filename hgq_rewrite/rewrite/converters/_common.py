@@ -37,12 +37,3 @@ def channels_last(layer):
     if fmt != "channels_last":
         return f"data_format={fmt!r}: HGQ layers are channels_last only"
     return None
-
-
-def dropped_settings(layer, *attrs):
-    """Notes for float-layer settings the HGQ layer does not carry over."""
-    notes = []
-    for a in attrs:
-        if getattr(layer, a, None) is not None:
-            notes.append(f"{a} not carried over")
-    return notes

@@ -10,7 +10,7 @@ import keras
 
 from ..registry import Conversion, Converter, register_builtin
 from ..targets import hgq_layer
-from ._common import NATIVE_ACTIVATIONS, activation_name, assign, channels_last, dropped_settings
+from ._common import NATIVE_ACTIVATIONS, activation_name, assign, channels_last
 
 
 class WeightedConverter(Converter):
@@ -19,9 +19,16 @@ class WeightedConverter(Converter):
     target = "?"
     bn_target = None  # name of the *BatchNorm variant, if any
     fields = ("beta", "kernel", "activation", "parallel_factor")
-    kernel_attr = "kernel"
-    regularizers = ("kernel_regularizer", "bias_regularizer", "activity_regularizer",
-                    "kernel_constraint", "bias_constraint")
+    # float attribute -> HGQ constructor keyword, carried over as they are
+    carried = {
+        "kernel_initializer": "kernel_initializer",
+        "bias_initializer": "bias_initializer",
+        "kernel_regularizer": "kernel_regularizer",
+        "bias_regularizer": "bias_regularizer",
+        "kernel_constraint": "kernel_constraint",
+        "bias_constraint": "bias_constraint",
+        "activity_regularizer": "activity_regularizer",
+    }
 
     def structure(self, layer):
         raise NotImplementedError
@@ -38,7 +45,17 @@ class WeightedConverter(Converter):
         return None
 
     def notes(self, layer):
-        return dropped_settings(layer, *self.regularizers)
+        if getattr(layer, "lora_enabled", False):
+            return ["LoRA weights merged into the kernel"]
+        return []
+
+    def carried_kwargs(self, layer):
+        out = {}
+        for attr, kw in self.carried.items():
+            value = getattr(layer, attr, None)
+            if value is not None:
+                out[kw] = value
+        return out
 
     def _activations(self, layer, activation):
         own = activation_name(layer.activation)
@@ -57,6 +74,7 @@ class WeightedConverter(Converter):
         inner, extra = self._activations(layer, activation)
         cls = hgq_layer(self.bn_target if bn is not None else self.target)
         kwargs = dict(self.structure(layer))
+        kwargs.update(self.carried_kwargs(layer))
         kwargs.update(activation=inner, use_bias=layer.use_bias, name=settings.name)
         kwargs.update(settings.kwargs("kq_conf", "paq_conf", "beta", "parallel_factor"))
         if bn is not None:
@@ -71,7 +89,7 @@ class WeightedConverter(Converter):
             )
 
         def transfer():
-            assign(new.kernel, getattr(layer, self.kernel_attr))
+            assign(new.kernel, layer.kernel)
             if layer.use_bias:
                 assign(new.bias, layer.bias)
             if bn is not None:
@@ -131,8 +149,15 @@ class Conv2DConverter(_ConvConverter):
 @register_builtin(keras.layers.DepthwiseConv2D)
 class DepthwiseConv2DConverter(_ConvConverter):
     target = "HDepthwiseConv2D"
-    regularizers = ("depthwise_regularizer", "bias_regularizer", "activity_regularizer",
-                    "depthwise_constraint", "bias_constraint")
+    carried = {
+        "depthwise_initializer": "depthwise_initializer",
+        "bias_initializer": "bias_initializer",
+        "depthwise_regularizer": "kernel_regularizer",
+        "bias_regularizer": "bias_regularizer",
+        "depthwise_constraint": "kernel_constraint",
+        "bias_constraint": "bias_constraint",
+        "activity_regularizer": "activity_regularizer",
+    }
 
     def structure(self, layer):
         return {
