@@ -20,7 +20,7 @@ from .fixed_point import ROUNDING_MODES
 _FIELDS = ("init_bw", "granularity", "rounding", "bw_clip", "trainable", "l1")
 
 _LIBRARY_KQ = dict(init_bw=4.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6)
-_LIBRARY_PAQ = dict(init_bw=4.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6)
+_LIBRARY_PAQ = dict(init_bw=8.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6)
 
 _defaults = {"kernel": dict(_LIBRARY_KQ), "activation": dict(_LIBRARY_PAQ)}
 

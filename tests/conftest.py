@@ -1,0 +1,17 @@
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(__file__))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_defaults():
+    """Every test starts from the library's default quantizer configs."""
+    from hgq_rewrite.quantizers import reset_default_confs
+
+    reset_default_confs()
+    yield
+    reset_default_confs()

@@ -1,0 +1,87 @@
+"""EBOPs of small layers against a hand computation, and bitwidth propagation through P-layers."""
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_rewrite as hr
+from hgq_rewrite.layers import (
+    HConv2D,
+    HDense,
+    HQuantize,
+    PAveragePooling2D,
+    PFlatten,
+    PGlobalAveragePooling1D,
+    PMaxPooling2D,
+    PPermute,
+    Signature,
+)
+from hgq_rewrite.quantizers import significant_bits
+
+
+def test_dense_ebops_equal_hand_computation():
+    inp = keras.Input((3,))
+    dense = HDense(2, use_bias=False, name="d")
+    model = keras.Model(inp, dense(Signature([[1, 0, 1]], [[4, 3, 6]], [[2, 1, 3]])(inp)))
+    w = np.array([[0.5, 0.75], [1.5, 0.0], [-3.0, 0.625]], "float32")
+    dense.kernel.assign(w)
+    dense.kq.fbw.assign(np.full((3, 2), 4.0))
+    dense.paq.min.assign([[-1.0, -1.0]])
+    dense.paq.max.assign([[1.0, 1.0]])
+    b_in = np.array([4, 3, 6])
+    b_w = significant_bits(w)  # [[1,2],[2,0],[2,3]]
+    expected = float((b_in[:, None] * b_w).sum())  # 4*3 + 3*2 + 6*5 = 48
+    assert expected == 48
+    assert dense.set_exact_ebops() == expected
+
+
+def test_conv_ebops_scale_with_parallel_factor():
+    inp = keras.Input((4, 4, 1))
+    q = HQuantize(name="q")
+    conv = HConv2D(1, 2, use_bias=False, parallel_factor=9, name="c")
+    model = keras.Model(inp, conv(q(inp)))
+    conv.kernel.assign(np.array([1.0, 0.5, 0.25, 3.0], "float32").reshape(2, 2, 1, 1))
+    conv.kq.fbw.assign(np.full((2, 2, 1, 1), 4.0))
+    x = np.random.default_rng(0).uniform(-1.6, 1.6, size=(64, 4, 4, 1)).astype("float32")
+    q.paq.fbw.assign(np.full(q.paq.bw_shape, 2.0))
+    total = hr.trace_minmax(model, x)
+    k, i, f = q.output_kif()
+    b_in = (k + i + f)[0, ..., 0]
+    assert b_in.max() == 4  # signed, 1 integer bit, 2 fractional bits
+    b_w = np.array([[1, 1], [1, 2]])
+    per_position = [(b_in[r : r + 2, c : c + 2] * b_w).sum() for r in range(3) for c in range(3)]
+    assert total == pytest.approx(sum(per_position) * 9 / 9)
+    conv.parallel_factor = 3
+    assert conv.set_exact_ebops() == pytest.approx(sum(per_position) * 3 / 9)
+
+
+def _traced_kif(layer_fn, shape, data):
+    inp = keras.Input(shape)
+    q = HQuantize(paq_conf={"init_bw": 2}, name="q")
+    out_layer = layer_fn()
+    model = keras.Model(inp, out_layer(q(inp)))
+    hr.trace_minmax(model, data)
+    return q.output_kif(), out_layer.output_kif()
+
+
+def test_permute_transposes_bitwidth_maps():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(32, 2, 3)).astype("float32") * np.array([1, 4, 16], "float32")
+    (k, i, f), (k2, i2, f2) = _traced_kif(lambda: PPermute((2, 1)), (2, 3), data)
+    np.testing.assert_array_equal(i2, np.transpose(i, (0, 2, 1)))
+
+
+def test_average_pooling_adds_fraction_bits_max_pooling_does_not():
+    data = np.random.default_rng(2).normal(size=(32, 4, 4, 1)).astype("float32")
+    (_, i, f), (_, i_avg, f_avg) = _traced_kif(lambda: PAveragePooling2D(2), (4, 4, 1), data)
+    assert f_avg.max() == f.max() + 2 and i_avg.max() == i.max()
+    (_, _, f), (_, _, f_max) = _traced_kif(lambda: PMaxPooling2D(2), (4, 4, 1), data)
+    assert f_max.max() == f.max()
+    (_, _, f), (_, _, f_g) = _traced_kif(lambda: PGlobalAveragePooling1D(), (4, 3), data[..., 0, 0].reshape(32, 4, 1) * np.ones((1, 1, 3), "float32"))
+    assert f_g.max() == f.max() + 2
+
+
+def test_flatten_keeps_every_element_format():
+    data = np.random.default_rng(3).normal(size=(32, 2, 3)).astype("float32")
+    (k, i, f), (k2, i2, f2) = _traced_kif(PFlatten, (2, 3), data)
+    np.testing.assert_array_equal(i2.ravel(), np.broadcast_to(i, (1, 2, 3)).ravel())

@@ -1,0 +1,130 @@
+"""The trainable heterogeneous quantizer: forward, gradients, granularity, ranges."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from hgq_rewrite.quantizers import HQuantizer, NotTracedError, set_default_kq_conf, significant_bits
+
+
+def make(role="activation", shape=(None, 4, 3), **conf):
+    q = HQuantizer(conf, role)
+    q.build(shape)
+    return q
+
+
+def test_forward_rounds_half_up_on_the_bit_grid():
+    q = make(init_bw=2)
+    x = np.array([[[0.125, 0.375, -0.125]] * 4], "float32")  # ties at f=2
+    out = ops.convert_to_numpy(q(x, training=False))
+    np.testing.assert_array_equal(out[0, 0], [0.25, 0.5, 0.0])
+
+
+def test_gradients_straight_through_and_bit_surrogate():
+    q = make(init_bw=1, granularity="element")
+    x = tf.constant(np.random.default_rng(0).normal(size=(5, 4, 3)), "float32")
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = q(x, training=True)
+        total = ops.sum(y)
+    gx = tape.gradient(total, x)
+    gf = tape.gradient(total, q.fbw)
+    np.testing.assert_allclose(gx.numpy(), np.ones_like(x.numpy()))
+    xq = np.floor(x.numpy() * 2 + 0.5) / 2
+    expected = -math.log(2) * (xq - x.numpy()).sum(axis=0, keepdims=True)  # shared over the batch
+    np.testing.assert_allclose(gf.numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(y.numpy(), xq)  # training forward value is exactly x_q
+
+
+@pytest.mark.parametrize(
+    "granularity, bw_shape",
+    [("element", (1, 4, 3)), ("channel", (1, 1, 3)), ("tensor", (1, 1, 1)), ((1,), (1, 1, 3))],
+)
+def test_activation_granularity_shapes(granularity, bw_shape):
+    assert make(granularity=granularity).bw_shape == bw_shape
+
+
+@pytest.mark.parametrize(
+    "granularity, bw_shape", [("element", (4, 3)), ("channel", (1, 3)), ("tensor", (1, 1)), ((1,), (4, 1))]
+)
+def test_kernel_granularity_shapes_and_gradient_sums_over_shared(granularity, bw_shape):
+    q = make("kernel", (4, 3), granularity=granularity, init_bw=1)
+    assert q.bw_shape == bw_shape
+    w = tf.constant(np.random.default_rng(2).normal(size=(4, 3)), "float32")
+    with tf.GradientTape() as tape:
+        total = ops.sum(q(w, training=True))
+    g = tape.gradient(total, q.fbw).numpy()
+    f = np.round(q.fbw.numpy())
+    delta = np.floor(w.numpy() * 2.0**f + 0.5) / 2.0**f - w.numpy()
+    axes = tuple(a for a in range(2) if bw_shape[a] == 1)
+    np.testing.assert_allclose(g, -math.log(2) * delta.sum(axis=axes, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_minmax_recorded_in_training_only_and_reset():
+    q = make(init_bw=3)
+    x = np.random.default_rng(3).normal(size=(8, 4, 3)).astype("float32")
+    q(x, training=False)
+    assert not q.is_traced()
+    q(x, training=True)
+    xq = np.floor(x * 8 + 0.5) / 8
+    np.testing.assert_array_equal(q.min.numpy()[0], xq.min(axis=0))
+    np.testing.assert_array_equal(q.max.numpy()[0], xq.max(axis=0))
+    q.reset_minmax()
+    assert not q.is_traced()
+    with pytest.raises(NotTracedError, match="trace_minmax"):
+        q.activation_kif(exact=True)
+
+
+def test_exact_integer_bits_cover_the_range():
+    q = make(shape=(None, 3), init_bw=2)
+    q.min.assign([[-1.0, 0.0, 0.0]])
+    q.max.assign([[3.75, 4.0, 0.0]])
+    k, i, f = (ops.convert_to_numpy(v) for v in q.activation_kif(exact=True))
+    np.testing.assert_array_equal(k[0], [1, 0, 0])
+    np.testing.assert_array_equal(i[0], [2, 3, -2])  # 3.75 fits <1,2,2>; 4.0 needs 3 int bits; 0 -> 0 bits
+    np.testing.assert_array_equal((k + i + f)[0], [5, 5, 0])
+
+
+def test_kernel_bits_adapt_to_weight_magnitude():
+    set_default_kq_conf(init_bw=3)
+    q = make("kernel", (3,))
+    q.adapt_to(np.array([1.5, 0.1, 0.0], "float32"))
+    np.testing.assert_array_equal(q.fbw.numpy(), [2, 6, 3])  # |1.5| has 1 int bit; 0.1 has -3
+
+
+def test_significant_bits_span():
+    np.testing.assert_array_equal(significant_bits([0.5, 0.75, 4.0, 0.0, -3.0, 0.625]), [1, 2, 1, 0, 2, 3])
+
+
+def test_unknown_shape_for_heterogeneous_quantizer_is_a_clear_error():
+    q = HQuantizer({"granularity": "element"}, "activation", owner="my_layer")
+    with pytest.raises(ValueError, match="my_layer.*known shape"):
+        q.build((None, None, 3))
+    HQuantizer({"granularity": "tensor"}, "activation").build((None, None, 3))  # fine per tensor
+
+
+def test_bad_config_fields_are_named():
+    with pytest.raises(ValueError, match="unknown field.*init_bits"):
+        HQuantizer({"init_bits": 3}, "kernel", owner="d1")
+    with pytest.raises(ValueError, match="granularity 'row'"):
+        HQuantizer({"granularity": "row"}, "kernel")
+    with pytest.raises(ValueError, match="rounding"):
+        HQuantizer({"rounding": "UP"}, "kernel")
+
+
+def test_l1_regulariser_and_clip():
+    q = make(shape=(None, 2), init_bw=30, l1=0.5, bw_clip=(-4, 8))
+    assert np.isclose(float(q.losses[0]), 0.5 * 60)
+    q.fbw.assign(q.fbw.constraint(q.fbw))
+    np.testing.assert_array_equal(q.fbw.numpy(), [[8, 8]])
+
+
+def test_defaults_change_globally_and_per_layer():
+    set_default_kq_conf(init_bw=7)
+    layer = keras.layers.Layer()  # noqa: F841 - defaults are read when a quantizer is created
+    assert HQuantizer(None, "kernel").config["init_bw"] == 7
+    assert HQuantizer({"init_bw": 2}, "kernel").config["init_bw"] == 2
