@@ -1,14 +1,19 @@
 """hgq_rewrite: float Keras model -> HGQ model -> bit-exact hls4ml firmware."""
 
+from . import proxy  # noqa: F401  (registers the hls4ml handlers of the proxy layers)
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_kq_conf, set_default_paq_conf
+from .rewrite import explain, quantize, register_converter
 from .trace import trace_minmax
 
 __all__ = [
+    "quantize",
+    "explain",
+    "register_converter",
+    "trace_minmax",
     "CalibratedBOPs",
     "FreeBOPs",
     "ResetMinMax",
-    "trace_minmax",
     "get_default_kq_conf",
     "get_default_paq_conf",
     "set_default_kq_conf",
