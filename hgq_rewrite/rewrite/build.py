@@ -160,4 +160,14 @@ def build_model(internals):
             transfer()
         except Exception as e:
             raise RewriteError(f"Copying the weights of {lp.path!r} failed: {type(e).__name__}: {e}") from e
+    _link_nested_inputs(model)
     return model
+
+
+def _link_nested_inputs(model):
+    """Let H-layers inside nested models find their producers in the parent (see `layers.links`)."""
+    try:
+        from hgq_rewrite.layers.links import link_nested_inputs
+    except ImportError:  # pragma: no cover - older layer packages
+        return
+    link_nested_inputs(model)

@@ -117,7 +117,7 @@ class FunctionConverter(Converter):
 
     def __init__(self, fn, target=None, fields=None, quantized_input=True, quantized_output=True):
         self.fn = fn
-        self.target = target or getattr(fn, "__qualname__", repr(fn))
+        self.target = target or getattr(fn, "__name__", repr(fn))
         if fields is not None:
             self.fields = tuple(fields)
         self.quantized_input = quantized_input
