@@ -1,0 +1,518 @@
+"""finetune: train an HGQ model against its EBOPs penalty and keep the accuracy-vs-EBOPs Pareto front.
+
+`finetune` compiles the model if needed, wires `FreeBOPs` / `ResetMinMax`
+(and a `BetaScheduler` for the beta schedule), shows a `rich` progress bar and
+returns ``(history, front)``. The front is kept by the `ParetoFront` callback:
+after every epoch the (metric, EBOPs) point is compared with the points kept so
+far; a point no other point beats on both is kept (saved as ``.keras`` in the
+folder the user names), and the points it beats are dropped (their files
+deleted). ``front.json`` and ``history.json`` in that folder describe the run
+(`hgq-rewrite report --pareto DIR` plots them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from numbers import Integral, Real
+
+import keras
+import numpy as np
+
+from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
+from .layers.links import link_nested_inputs
+from .schedules import BetaScheduler, as_schedule
+from .trace import h_layers
+
+FRONT_FILE = "front.json"
+HISTORY_FILE = "history.json"
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "crossentropy", "hinge")
+
+
+def metric_mode(metric):
+    """``"min"`` if lower values of ``metric`` are better (losses, errors), else ``"max"``."""
+    name = metric.lower()
+    return "min" if any(word in name for word in _LOWER_IS_BETTER) else "max"
+
+
+@dataclass
+class FrontEntry:
+    """One epoch on the Pareto front.
+
+    Attributes:
+        epoch: 0-based epoch of the fit.
+        metric: value of the front's metric at that epoch.
+        ebops: EBOPs at that epoch (``bops`` in the logs).
+        path: the saved ``.keras`` file, or None without a folder.
+        logs: every logged value of that epoch.
+        weights: the model weights of that epoch (only without a folder).
+    """
+
+    epoch: int
+    metric: float
+    ebops: float
+    path: str | None = None
+    logs: dict = field(default_factory=dict)
+    weights: list | None = field(default=None, repr=False)
+
+    def load(self):
+        """Load the saved model of this epoch (safe mode)."""
+        if self.path is None:
+            raise ValueError("This front entry was not saved to a file (finetune ran without pareto_dir).")
+        return keras.saving.load_model(self.path, safe_mode=True)
+
+    def restore(self, model):
+        """Put this epoch's weights back into ``model`` (the model that was trained)."""
+        if self.weights is not None:
+            model.set_weights(self.weights)
+        else:
+            model.set_weights(self.load().get_weights())
+        return model
+
+    def to_dict(self):
+        out = asdict(self)
+        out.pop("weights")
+        return out
+
+
+def dominates(a, b, mode):
+    """True if point ``a`` = (metric, ebops) is at least as good as ``b`` in both and better in one."""
+    (ma, ea), (mb, eb) = a, b
+    better_metric = ma >= mb if mode == "max" else ma <= mb
+    strictly = (ma > mb if mode == "max" else ma < mb) or ea < eb
+    return better_metric and ea <= eb and strictly
+
+
+class ParetoFront(keras.callbacks.Callback):
+    """Keep the epochs no other epoch beats on both ``metric`` and EBOPs.
+
+    Args:
+        metric: name of the logged metric (``"val_accuracy"``, ``"val_loss"``, ...);
+            None picks one from the first epoch's logs (`auto_metric`).
+        directory: folder for the ``.keras`` files of the front members (created
+            if needed); None keeps the weights in memory instead.
+        mode: ``"max"``, ``"min"`` or ``"auto"`` (from the metric's name).
+        ebops_key: name of the logged EBOPs (``FreeBOPs`` / ``CalibratedBOPs`` log ``bops``).
+
+    Put it after the callback that logs ``bops`` and before `ResetMinMax`, so the
+    saved models keep the activation ranges of their epoch. A point equal to a
+    kept one in both values is not kept (the earlier epoch stays).
+    """
+
+    def __init__(self, metric, directory=None, mode="auto", ebops_key="bops"):
+        super().__init__()
+        if mode not in ("auto", "max", "min"):
+            raise ValueError(f"ParetoFront: mode must be 'auto', 'max' or 'min', got {mode!r}.")
+        self.metric = metric
+        self._mode = mode
+        self.ebops_key = ebops_key
+        self.directory = None if directory is None else os.fspath(directory)
+        self.entries = []
+        self.points = []  # every epoch: (epoch, metric, ebops)
+        self._epoch_offset = 0
+        if self.directory is not None:
+            os.makedirs(self.directory, exist_ok=True)
+
+    @property
+    def mode(self):
+        if self._mode != "auto":
+            return self._mode
+        return metric_mode(self.metric) if self.metric else "max"
+
+    @property
+    def front(self):
+        """Front members sorted by EBOPs (fewest first)."""
+        return sorted(self.entries, key=lambda e: (e.ebops, e.epoch))
+
+    def on_train_begin(self, logs=None):
+        # several fits with the same callback continue the epoch count
+        self._epoch_offset = 1 + max((p[0] for p in self.points), default=-1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.metric is None:
+            self.metric = auto_metric(logs)
+        for key in (self.metric, self.ebops_key):
+            if key not in logs:
+                raise KeyError(
+                    f"ParetoFront: {key!r} is not in the epoch logs (logged: {', '.join(sorted(logs)) or 'nothing'}). "
+                    + ("Add FreeBOPs() or CalibratedBOPs(...) before ParetoFront."
+                       if key == self.ebops_key else "Pick a logged metric (metric=...).")
+                )
+        value, ebops = float(logs[self.metric]), float(logs[self.ebops_key])
+        epoch = epoch + self._epoch_offset
+        self.points.append((epoch, value, ebops))
+        if not (math.isfinite(value) and math.isfinite(ebops)):
+            return
+        self.add(epoch, value, ebops, logs)
+
+    def add(self, epoch, value, ebops, logs=None):
+        """Offer a point; return True if it joined the front."""
+        point = (value, ebops)
+        for entry in self.entries:
+            kept = (entry.metric, entry.ebops)
+            if kept == point or dominates(kept, point, self.mode):
+                return False
+        beaten = [e for e in self.entries if dominates(point, (e.metric, e.ebops), self.mode)]
+        for entry in beaten:
+            self.entries.remove(entry)
+            if entry.path and os.path.exists(entry.path):
+                os.remove(entry.path)
+        entry = FrontEntry(epoch, value, ebops, logs={k: _plain(v) for k, v in (logs or {}).items()})
+        if self.model is not None:
+            if self.directory is not None:
+                entry.path = os.path.join(self.directory, f"epoch{epoch:04d}.keras")
+                self.model.save(entry.path)
+            else:
+                entry.weights = [np.array(w) for w in self.model.get_weights()]
+        self.entries.append(entry)
+        self.write_summary()
+        return True
+
+    def write_summary(self, history=None):
+        """Write ``front.json`` (and ``history.json`` if given) into the folder."""
+        if self.directory is None:
+            return
+        summary = {
+            "metric": self.metric,
+            "mode": self.mode,
+            "ebops_key": self.ebops_key,
+            "front": [e.to_dict() for e in self.front],
+            "points": [{"epoch": e, "metric": m, "ebops": b} for e, m, b in self.points],
+        }
+        _write_json(os.path.join(self.directory, FRONT_FILE), summary)
+        if history is not None:
+            _write_json(os.path.join(self.directory, HISTORY_FILE), {k: [_plain(x) for x in v] for k, v in history.items()})
+
+
+def _plain(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load_front(directory):
+    """Read ``front.json`` of a finetune folder: ``(summary dict, [FrontEntry, ...])``."""
+    path = os.path.join(os.fspath(directory), FRONT_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{directory!r} is not a finetune folder: it has no {FRONT_FILE}.")
+    with open(path, encoding="utf-8") as f:
+        summary = json.load(f)
+    entries = [FrontEntry(**{k: v for k, v in e.items() if k != "weights"}) for e in summary.get("front", [])]
+    return summary, entries
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class RichProgress(keras.callbacks.Callback):
+    """A `rich` progress bar over all training steps, and one line per epoch (``verbose=1``)."""
+
+    def __init__(self, front=None, console=None):
+        super().__init__()
+        self.front = front
+        self.console = console
+        self.progress = None
+
+    def on_train_begin(self, logs=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        params = self.params or {}
+        self.epochs = params.get("epochs") or 1
+        self.steps = params.get("steps") or 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=self.console or Console(),
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("finetune", total=self.epochs * self.steps or self.epochs, info="")
+        self.t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.progress.update(self.task, description=f"epoch {epoch + 1}/{self.epochs}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.steps:
+            self.progress.update(self.task, completed=self.epoch * self.steps + batch + 1,
+                                 info=_format_logs(logs, ("loss",)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.steps:
+            self.progress.update(self.task, completed=(epoch + 1) * self.steps)
+        else:
+            self.progress.update(self.task, completed=epoch + 1)
+        mark = ""
+        if self.front is not None and any(e.epoch == epoch + self.front._epoch_offset for e in self.front.entries):
+            mark = "  [green]+front[/green]"
+        self.progress.console.print(f"epoch {epoch + 1:>3}/{self.epochs}  {_format_logs(logs)}{mark}", soft_wrap=True)
+
+    def on_train_end(self, logs=None):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class _EpochLines(keras.callbacks.Callback):
+    """One plain line per epoch (``verbose=2``)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"epoch {epoch + 1}/{(self.params or {}).get('epochs')}  {_format_logs(logs)}", flush=True)
+
+
+def _format_logs(logs, keys=None):
+    logs = logs or {}
+    out = []
+    for k, v in logs.items():
+        if keys is not None and k not in keys:
+            continue
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            continue
+        if k in ("bops", "val_bops"):
+            out.append(f"{k} {v:,.0f}")
+        elif k == "beta" or (v != 0 and abs(v) < 1e-3):
+            out.append(f"{k} {v:.2e}")
+        else:
+            out.append(f"{k} {v:.4f}")
+    return "  ".join(out)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _arrays(data, what):
+    """A list of numeric, finite numpy arrays with the same number of samples (no copy when possible)."""
+    items = list(data) if isinstance(data, (list, tuple)) else [data]
+    if not items:
+        raise ValueError(f"finetune: {what} is empty.")
+    out = []
+    for idx, item in enumerate(items):
+        name = what if len(items) == 1 else f"{what}[{idx}]"
+        if item is None:
+            raise ValueError(f"finetune: {name} is None.")
+        try:
+            a = np.asarray(item)
+        except Exception as e:  # noqa: BLE001
+            raise TypeError(f"finetune: {name} cannot be read as an array ({e}).") from None
+        if a.ndim == 0 or a.shape[0] == 0:
+            raise ValueError(f"finetune: {name} has no samples (shape {a.shape}).")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise TypeError(f"finetune: {name} is not numeric (dtype {a.dtype}).")
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise ValueError(f"finetune: {name} contains NaN or inf values.")
+        out.append(a)
+    if len({a.shape[0] for a in out}) > 1:
+        raise ValueError(f"finetune: the arrays of {what} have different numbers of samples: {[a.shape[0] for a in out]}.")
+    return out
+
+
+def _check_inputs(model, xs, what):
+    if len(xs) != len(model.inputs):
+        raise ValueError(f"finetune: the model has {len(model.inputs)} input(s) but {what} has {len(xs)} array(s).")
+    for a, t in zip(xs, model.inputs):
+        want = tuple(t.shape[1:])
+        got = tuple(a.shape[1:])
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise ValueError(f"finetune: input {t.name!r} expects samples of shape {want}, but {what} has {got}.")
+
+
+def _pack(xs):
+    return xs[0] if len(xs) == 1 else xs
+
+
+def _output_units(model):
+    shape = model.outputs[0].shape
+    return shape[-1] if len(shape) > 1 else 1
+
+
+def _outputs_probabilities(model):
+    """True if the model's last layer already applies softmax/sigmoid (then losses take probabilities)."""
+    last = model.outputs[0]._keras_history[0]
+    name = getattr(last, "activation_name", None)
+    if name is None:
+        act = getattr(last, "activation", None)
+        name = act if isinstance(act, str) else getattr(act, "__name__", None)
+    return name in ("softmax", "sigmoid")
+
+
+def default_compile(model, y, learning_rate=1e-3):
+    """Compile with Adam and a loss guessed from the targets ``y``; return the loss name.
+
+    Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
+    for a single output unit) with accuracy. Float targets: mean squared error.
+    """
+    y = np.asarray(y)
+    units = _output_units(model)
+    logits = not _outputs_probabilities(model)
+    if np.issubdtype(y.dtype, np.integer) or y.dtype == bool:
+        if y.size and y.min() < 0:
+            raise ValueError(f"finetune: y holds integer labels, but some are negative (min {y.min()}).")
+        if units == 1:
+            if y.size and y.max() > 1:
+                raise ValueError(f"finetune: the model has one output unit but y has labels up to {y.max()} "
+                                 "(binary labels 0/1 expected).")
+            loss, metrics = keras.losses.BinaryCrossentropy(from_logits=logits), ["binary_accuracy"]
+        else:
+            if y.size and y.max() >= units:
+                raise ValueError(f"finetune: y has label {y.max()} but the model has only {units} outputs.")
+            loss, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=logits), ["accuracy"]
+    else:
+        loss, metrics = keras.losses.MeanSquaredError(), ["mae"]
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
+    return type(loss).__name__
+
+
+_AUTO_METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy", "loss")
+
+
+def auto_metric(logs):
+    """The metric the front uses by default: validation accuracy if logged, else training accuracy, else a loss."""
+    for prefix in ("val_", ""):
+        for name in _AUTO_METRICS:
+            if prefix + name in logs:
+                return prefix + name
+    return None
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+def finetune(
+    qmodel,
+    x,
+    y=None,
+    *,
+    validation_data=None,
+    epochs,
+    beta=None,
+    batch_size=32,
+    pareto_dir=None,
+    metric=None,
+    learning_rate=1e-3,
+    calibration_data=None,
+    callbacks=None,
+    verbose=1,
+):
+    """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
+
+    Args:
+        qmodel: the HGQ `keras.Model` (from `quantize` or built by hand). If it is not
+            compiled it is compiled with Adam(``learning_rate``) and a loss guessed from
+            ``y``: integer labels → SparseCategoricalCrossentropy (from logits unless the
+            last layer is a softmax) + accuracy; float targets → mean squared error.
+        x: input array, or list of arrays (one per model input).
+        y: targets (array).
+        validation_data: ``(x_val, y_val)``; the front then uses validation metrics.
+        epochs: number of epochs (int >= 1).
+        beta: None keeps every layer's own beta; a number sets it on every H-layer
+            (nested ones too); a schedule (`Linear`, `Log`, text such as
+            ``"log:1e-7:1e-4"``, or a function ``epoch -> beta``) is applied by a
+            `BetaScheduler` at the start of each epoch.
+        batch_size: training batch size.
+        pareto_dir: folder receiving one ``.keras`` file per front member (dominated
+            ones are deleted) and ``front.json`` / ``history.json``. None keeps the
+            front's weights in memory.
+        metric: logged metric of the front. Default: ``val_accuracy`` (``accuracy``
+            without validation data) when the model tracks accuracy, else
+            ``val_loss`` / ``loss``. Losses and errors are minimised, others maximised.
+        learning_rate: Adam's learning rate when `finetune` compiles the model.
+        calibration_data: if given, EBOPs are computed exactly on it after each epoch
+            (`CalibratedBOPs`) instead of the free estimate of the last training step.
+        callbacks: extra Keras callbacks (run before `ResetMinMax`).
+        verbose: 0 silent, 1 rich progress bar and one line per epoch, 2 one line per epoch.
+
+    Returns:
+        ``(history, front)``: the Keras ``History`` and the list of `FrontEntry`
+        (fewest EBOPs first). ``front[i].load()`` loads a saved member,
+        ``front[i].restore(qmodel)`` puts its weights back.
+
+    Raises:
+        TypeError / ValueError: naming the argument that is wrong. The arrays passed
+        in are never modified.
+    """
+    if not isinstance(qmodel, keras.Model):
+        raise TypeError(f"finetune: qmodel must be a keras.Model, got {type(qmodel).__name__}.")
+    link_nested_inputs(qmodel)
+    if not h_layers(qmodel):
+        raise ValueError(
+            f"finetune: qmodel {qmodel.name!r} has no HGQ layers; quantize it first (hgq_rewrite.quantize(model))."
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, Integral) or epochs < 1:
+        raise ValueError(f"finetune: epochs must be an integer >= 1, got {epochs!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"finetune: batch_size must be an integer >= 1, got {batch_size!r}.")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, Real) or not learning_rate > 0:
+        raise ValueError(f"finetune: learning_rate must be a number > 0, got {learning_rate!r}.")
+    if verbose not in (0, 1, 2, True, False):
+        raise ValueError(f"finetune: verbose must be 0, 1 or 2, got {verbose!r}.")
+    if y is None:
+        raise ValueError("finetune: y (the targets) is missing.")
+    xs = _arrays(x, "x")
+    _check_inputs(qmodel, xs, "x")
+    (ys,) = _arrays([y], "y")
+    if ys.shape[0] != xs[0].shape[0]:
+        raise ValueError(f"finetune: x has {xs[0].shape[0]} samples but y has {ys.shape[0]}.")
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
+            raise ValueError("finetune: validation_data must be a pair (x_val, y_val).")
+        xv = _arrays(validation_data[0], "validation_data x")
+        _check_inputs(qmodel, xv, "validation_data x")
+        (yv,) = _arrays([validation_data[1]], "validation_data y")
+        if yv.shape[0] != xv[0].shape[0]:
+            raise ValueError(f"finetune: validation_data has {xv[0].shape[0]} inputs but {yv.shape[0]} targets.")
+        val = (_pack(xv), yv)
+    scheduler = None
+    if beta is not None:
+        try:
+            scheduler = BetaScheduler(as_schedule(beta))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"finetune: beta: {e}") from None
+    if callbacks is not None and not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise TypeError("finetune: callbacks must be a list of keras.callbacks.Callback.")
+    if calibration_data is not None:
+        calib = _arrays(calibration_data, "calibration_data")
+        _check_inputs(qmodel, calib, "calibration_data")
+        bops = CalibratedBOPs(calib if len(calib) > 1 else calib[0])
+    else:
+        bops = FreeBOPs()
+
+    if not qmodel.compiled:
+        default_compile(qmodel, ys, learning_rate)
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise ValueError(f"finetune: metric must be the name of a logged metric, got {metric!r}.")
+    if metric is not None and metric.startswith("val_") and val is None:
+        raise ValueError(f"finetune: metric {metric!r} needs validation_data.")
+
+    front = ParetoFront(metric, pareto_dir)
+    cbs = [c for c in [scheduler, bops, front] if c is not None]
+    if verbose == 1:
+        cbs.append(RichProgress(front))
+    elif verbose == 2:
+        cbs.append(_EpochLines())
+    cbs += list(callbacks or [])
+    cbs.append(ResetMinMax())
+    history = qmodel.fit(
+        _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs, verbose=0
+    )
+    front.write_summary(history.history)
+    return history, front.front
