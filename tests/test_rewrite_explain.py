@@ -7,7 +7,7 @@ import pytest
 from keras import layers as L
 from test_rewrite_models import conv1d_model, jet_tagger, nested_shared, residual_convnet, two_input
 
-from hgq_rewrite.layers import HActivation, HDense
+from hgq_rewrite.layers import HActivation, HDense, HQuantize, PFlatten
 from hgq_rewrite.rewrite import Conversion, explain, quantize, register_converter, unregister_converter
 
 
@@ -108,7 +108,7 @@ def test_unsupported_and_kept_float_entries():
     assert plan["lstm"].decision == "float" and plan["lstm"].reason == "by rule names:lstm"
     assert plan["lstm"].sources == {"keep_float": "names:lstm"}
     assert plan["lstm_quantizer"].decision == "insert"
-    assert plan["x"].reason.startswith("model input, not quantized")
+    assert plan["x"].reason.startswith("model input, no HQuantize")
 
 
 def test_rendering_and_dict():
@@ -191,3 +191,14 @@ def test_subclass_uses_base_converter_unless_registered():
 def test_register_converter_rejects_non_class():
     with pytest.raises(TypeError, match="layer class"):
         register_converter("Dense")
+
+
+def test_hgq_layers_already_in_the_model_are_copied():
+    x = keras.Input((4, 2), name="x")
+    h = L.Dense(2, name="d")(PFlatten(name="f")(HQuantize(name="q")(x)))
+    m = keras.Model(x, h)
+    plan = explain(m)
+    assert plan["q"].decision == "convert" and "already an HGQ layer" in plan["q"].target
+    assert not plan.by_decision("insert")  # q quantizes the input itself
+    q = quantize(m)
+    assert q.get_layer("q") is not m.get_layer("q") and isinstance(q.get_layer("f"), PFlatten)

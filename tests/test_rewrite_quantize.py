@@ -34,8 +34,9 @@ def test_quantized_model_trains(name):
     before = fingerprint(m)
     q = quantize(m, beta=1e-6)
     x, y = sample_inputs(m, 128), sample_targets(m, 128)
-    q.compile(keras.optimizers.Adam(1e-2), "mse")
-    hist = q.fit(x, y, epochs=6, batch_size=32, verbose=0).history["loss"]
+    # eager: tracing an HGQ model's train step costs ~10 s; graph mode is covered by one model
+    q.compile(keras.optimizers.Adam(1e-2), "mse", run_eagerly=name != "jet_tagger")
+    hist = q.fit(x, y, epochs=3, batch_size=32, verbose=0).history["loss"]
     assert np.all(np.isfinite(hist)) and hist[-1] < hist[0], hist
     # training the quantized model leaves the float model alone
     assert fingerprint(m) == before

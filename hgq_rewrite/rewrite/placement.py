@@ -47,7 +47,7 @@ def _call_needs(call, plans, levels):
     lp = plans.get(id(call.layer))
     if lp is None or lp.decision != "convert":
         return set()
-    return set(range(len(call.inputs))) if lp.converter.quantized_input else set()
+    return set(range(len(call.inputs))) if lp.converter.needs_quantized_inputs(lp.layer) else set()
 
 
 def _call_quantizes_output(call, plans, levels):

@@ -14,6 +14,7 @@ from .plan import Plan, PlanEntry
 from .policy import load_config, resolve_config, unmatched_keys
 from .registry import LayerSettings, find_converter
 from .converters.core import WeightedConverter
+from .converters.hgq import HGQCopyConverter
 from .fusion import plan_fusions
 
 QUANTIZER_CLASS = "HQuantize"
@@ -190,7 +191,7 @@ def _entry(lp, mg, call, level):
         elif mg.prefix:
             e.reason = "input of a nested model (fed by its parent)"
         else:
-            e.reason = "model input, not quantized (only float layers read it)"
+            e.reason = "model input, no HQuantize (its readers are float or quantize it themselves)"
     elif lp.decision == "nested":
         e.target = type(lp.layer).__name__
     elif lp.decision == "convert":
@@ -200,7 +201,7 @@ def _entry(lp, mg, call, level):
         else:
             e.target = conv.describe(lp.layer)
         extra = []
-        if lp.matched_class is not type(lp.layer):
+        if lp.matched_class is not type(lp.layer) and not isinstance(conv, HGQCopyConverter):
             extra.append(f"via the converter of base class {lp.matched_class.__name__}")
         if lp.bn is not None:
             extra.append(f"BatchNormalization {lp.bn.name!r} folded in")

@@ -9,10 +9,17 @@ A converter is a function ``fn(layer, settings)`` returning a new layer, a
 list of layers applied one after the other, or a `Conversion` (layers plus a
 weight-transfer callback run once the new model is built)::
 
-    @hgq_rewrite.register_converter(MyScale)
-    def convert_my_scale(layer, settings):
-        new = HActivation(lambda x: x * layer.factor, **settings.kwargs("beta", "paq_conf"))
-        return new
+    @hgq_rewrite.register_converter(MyDense)
+    def convert_my_dense(layer, settings):
+        new = HDense(layer.units, name=settings.name,
+                     **settings.kwargs("beta", "kq_conf", "paq_conf", "parallel_factor"))
+
+        def transfer():                      # runs once the new model is built
+            new.kernel.assign(layer.kernel)
+            new.bias.assign(layer.bias)
+            new.adapt_kernel_bits()
+
+        return Conversion([new], transfer)
 
 ``settings`` is a `LayerSettings`.
 """
@@ -95,6 +102,10 @@ class Converter:
     quantized_output = True
     builtin = False
     fold_only = False  # True: only usable folded into another layer (BatchNormalization)
+
+    def needs_quantized_inputs(self, layer):
+        """True if the new layers need quantized inputs (default: ``quantized_input``)."""
+        return self.quantized_input
 
     def notes(self, layer):
         """Remarks for `explain`, e.g. float settings that are not carried over."""

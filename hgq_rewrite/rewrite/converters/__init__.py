@@ -1,3 +1,3 @@
 """Built-in converters; importing this package registers them."""
 
-from . import activation, batchnorm, core, merge, passive  # noqa: F401
+from . import activation, batchnorm, core, hgq, merge, passive  # noqa: F401
