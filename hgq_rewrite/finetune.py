@@ -43,7 +43,7 @@ class FrontEntry:
     """One epoch on the Pareto front.
 
     Attributes:
-        epoch: 0-based epoch of the fit.
+        epoch: 0-based epoch of the fit (file names and printed tables count from 1).
         metric: value of the front's metric at that epoch.
         ebops: EBOPs at that epoch (``bops`` in the logs).
         path: the saved ``.keras`` file, or None without a folder.
@@ -164,7 +164,7 @@ class ParetoFront(keras.callbacks.Callback):
         entry = FrontEntry(epoch, value, ebops, logs={k: _plain(v) for k, v in (logs or {}).items()})
         if self.model is not None:
             if self.directory is not None:
-                entry.path = os.path.join(self.directory, f"epoch{epoch:04d}.keras")
+                entry.path = os.path.join(self.directory, f"epoch{epoch + 1:04d}.keras")
                 self.model.save(entry.path)
             else:
                 entry.weights = [np.array(w) for w in self.model.get_weights()]

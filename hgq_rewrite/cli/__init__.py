@@ -1,0 +1,203 @@
+"""The ``hgq-rewrite`` command line: quantize, explain, finetune, export, report, demo.
+
+Every error is printed as one line on stderr (``hgq-rewrite: error: ...``)
+with exit code 2; ``--debug`` shows the traceback instead. A failed
+bit-exactness check exits with code 1. Data files are ``.npz`` archives with
+the inputs under ``x`` (or ``x0``, ``x1``, ... for several inputs) and the
+targets under ``y``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .io import CLIError, one_line
+
+PROG = "hgq-rewrite"
+
+NPZ_HELP = "npz file: inputs under 'x' (or 'x0', 'x1', ... for several inputs), targets under 'y'"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message):
+        raise CLIError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _nonneg_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = _nonneg_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def build_parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+
+    parser = _Parser(
+        prog=PROG,
+        parents=[common],
+        description="Rewrite float Keras models into HGQ models, fine-tune them, and export them bit-exactly "
+        "to hls4ml.",
+        epilog=f"Data files: {NPZ_HELP}. Errors exit with code 2, a failed bit-exactness check with 1.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("quantize", parents=[common], help="rewrite a float .keras model into an HGQ model",
+                       description="Rewrite a float .keras model into an HGQ model (weights carried over).")
+    p.add_argument("model", metavar="IN.keras", help="float Keras model")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.keras", help="where to save the HGQ model")
+    p.add_argument("--config", metavar="CFG.yaml", help="rewrite config (YAML or JSON; see docs/config.md)")
+    p.add_argument("--beta", type=_nonneg_float, help="default EBOPs penalty of every HGQ layer")
+    p.add_argument("--lenient", action="store_true", help="only warn about config keys that match no layer")
+
+    p = sub.add_parser("explain", parents=[common], help="show what quantize would do, layer by layer",
+                       description="Print the rewrite plan: per layer the decision, and which rule set each setting.")
+    p.add_argument("model", metavar="IN.keras", help="float Keras model")
+    p.add_argument("--config", metavar="CFG.yaml", help="rewrite config (YAML or JSON)")
+    p.add_argument("--beta", type=_nonneg_float, help="default EBOPs penalty of every HGQ layer")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = sub.add_parser("finetune", parents=[common], help="fine-tune an HGQ model, keep the Pareto front",
+                       description="Fine-tune an HGQ model against its EBOPs penalty. Every epoch on the "
+                       "accuracy-vs-EBOPs Pareto front is saved in OUT_DIR, with front.json, history.json "
+                       "and last.keras (the model after the last epoch).")
+    p.add_argument("model", metavar="Q.keras", help="HGQ model (from 'hgq-rewrite quantize')")
+    p.add_argument("--data", required=True, metavar="TRAIN.npz", help=f"training data ({NPZ_HELP})")
+    p.add_argument("--val", metavar="VAL.npz", help="validation data (same layout); the front then uses it")
+    p.add_argument("--epochs", required=True, type=_positive_int, help="number of epochs")
+    p.add_argument("--beta", metavar="SCHEDULE",
+                   help="beta for every HGQ layer: a number, or linear:START:END[:E0[:E1]] or "
+                   "log:START:END[:E0[:E1]] (default: keep each layer's beta)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
+    p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the front's models")
+
+    p = sub.add_parser("export", parents=[common], help="trace, make the proxy, write + compile the hls4ml project",
+                       description="Trace exact formats on calibration data, build the proxy model, write and "
+                       "compile the hls4ml project, and compare proxy and C simulation bit for bit.")
+    p.add_argument("model", metavar="Q.keras", help="HGQ model")
+    p.add_argument("--calib", required=True, metavar="DATA.npz", help=f"calibration data ({NPZ_HELP})")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (proxy.keras, hls4ml_prj/)")
+    p.add_argument("--backend", choices=("Vivado", "Vitis"), default="Vitis", help="hls4ml backend (default Vitis)")
+    p.add_argument("--part", help="FPGA part (default: the backend's)")
+    p.add_argument("--cover-factor", type=_positive_float, default=1.0,
+                   help="widen traced ranges by this factor (head-room against overflow; default 1)")
+    p.add_argument("--check-samples", type=_positive_int, default=2000,
+                   help="samples of the calibration data compared bit for bit (default 2000)")
+    p.add_argument("--no-compile", action="store_true", help="only write the project (no g++, no check)")
+
+    p = sub.add_parser("report", parents=[common], help="per-layer bitwidths and EBOPs, with plots",
+                       description="Per-layer table (weight and activation bits: mean/min/max, pruned share, "
+                       "EBOPs share) and PNG plots. Given a finetune folder, also the Pareto front.")
+    p.add_argument("model", metavar="Q.keras|FINETUNE_DIR",
+                   help="HGQ model, or a finetune folder (its best front member is reported)")
+    p.add_argument("--calib", metavar="DATA.npz", help="trace exact bitwidths on this data first")
+    p.add_argument("--pareto", metavar="FINETUNE_DIR", help="finetune folder whose Pareto front is plotted")
+    p.add_argument("--plots", metavar="DIR", help="folder for the PNG files (default: next to the model)")
+    p.add_argument("--no-plots", action="store_true", help="print the table only")
+
+    p = sub.add_parser("demo", parents=[common], help="the whole flow on scikit-learn's digits",
+                       description="Train a float MLP on scikit-learn's digits, quantize it, fine-tune it, "
+                       "export it to hls4ml and check bit-exactness, printing the figures.")
+    p.add_argument("--quick", action="store_true", help="a few epochs on a subset (for tests)")
+    p.add_argument("--no-hls", action="store_true", help="skip the hls4ml compile and bit-exactness check")
+    p.add_argument("--out", metavar="DIR", help="keep the models and the hls4ml project here (default: temporary)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    return parser
+
+
+def _quiet_imports():
+    """Import TensorFlow/Keras with fd 2 silenced (TensorFlow's C++ start-up lines ignore its log level)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import keras  # noqa: F401
+
+        import hgq_rewrite  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if not debug:
+            _quiet_imports()
+        from . import commands
+
+        run = getattr(commands, f"cmd_{args.command}")
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _show_warning
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", category=FutureWarning)
+            code = run(args)
+        return int(code or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except Exception as e:  # noqa: BLE001 - the one place errors become a line and an exit code
+        if debug:
+            raise
+        msg = str(e) if isinstance(e, CLIError) else _describe(e)
+        print(f"{PROG}: error: {one_line(msg)}", file=sys.stderr)
+        return 2
+
+
+def _describe(exc):
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError)):
+        return text.strip("'\"") if isinstance(exc, KeyError) else text
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+__all__ = ["main", "build_parser", "CLIError"]

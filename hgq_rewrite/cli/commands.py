@@ -1,0 +1,215 @@
+"""The subcommands of ``hgq-rewrite`` (each ``cmd_<name>(args) -> exit code``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .io import CLIError, check_inputs, load_config, load_hgq, load_keras, load_npz, pack, save_keras
+
+
+def cmd_quantize(args):
+    import hgq_rewrite as hr
+
+    model = load_keras(args.model, "float model")
+    config = load_config(args.config)
+    plan = hr.explain(model, config, beta=args.beta)
+    qmodel = hr.quantize(model, config, beta=args.beta, strict=not args.lenient)
+    save_keras(qmodel, args.output)
+    counts = {d: len(plan.by_decision(d)) for d in ("convert", "fold", "fuse", "insert", "float")}
+    print(f"quantized {model.name!r}: {counts['convert']} layers converted, {counts['fold'] + counts['fuse']} "
+          f"folded/fused, {counts['insert']} quantizers inserted, {counts['float']} kept float")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_explain(args):
+    import hgq_rewrite as hr
+
+    model = load_keras(args.model, "float model")
+    plan = hr.explain(model, load_config(args.config), beta=args.beta)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=1, default=str))
+    else:
+        print(plan, end="")
+    return 0
+
+
+def cmd_finetune(args):
+    from ..finetune import finetune
+    from ..report import format_front
+
+    qmodel = load_hgq(args.model)
+    xs, y = load_npz(args.data, need_y=True, what="training data")
+    check_inputs(qmodel, xs, "training data")
+    val = None
+    if args.val:
+        xv, yv = load_npz(args.val, need_y=True, what="validation data")
+        check_inputs(qmodel, xv, "validation data")
+        val = (pack(xv), yv)
+    if os.path.isfile(args.output):
+        raise CLIError(f"output {args.output!r} is a file; finetune writes a folder.")
+    os.makedirs(args.output, exist_ok=True)
+    t0 = time.perf_counter()
+    history, front = finetune(
+        qmodel, pack(xs), y, validation_data=val, epochs=args.epochs, beta=args.beta, batch_size=args.batch_size,
+        pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1,
+    )
+    last = os.path.join(args.output, "last.keras")
+    qmodel.save(last)
+    metric = _front_metric(args.output)
+    print(format_front(front, metric), end="")
+    print(f"{len(front)} front member(s) in {args.output} ({time.perf_counter() - t0:.0f} s); last epoch in {last}")
+    return 0
+
+
+def _front_metric(directory):
+    from ..finetune import load_front
+
+    summary, _ = load_front(directory)
+    return summary.get("metric") or "metric"
+
+
+def _to_proxy_model():
+    try:
+        from ..proxy.convert import to_proxy_model
+    except ImportError as e:
+        raise CLIError(f"to_proxy_model is not available in this installation ({e}).") from e
+    return to_proxy_model
+
+
+def export(qmodel, xs, out_dir, *, backend="Vitis", part=None, cover_factor=1.0, check_samples=2000,
+           compile=True, check_data=None, log=print):
+    """Trace, build the proxy, write (and compile + check) the hls4ml project; return the figures as a dict.
+
+    ``xs`` is the list of calibration input arrays; the bit-exactness check runs on the first
+    ``check_samples`` of ``check_data`` (a list of arrays; default: ``xs``). The proxy is saved as
+    ``out_dir/proxy.keras`` and the hls4ml project written to ``out_dir/hls4ml_prj``.
+    """
+    import hgq_rewrite as hr
+
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    ebops = hr.trace_minmax(qmodel, pack(xs), cover_factor=cover_factor)
+    log(f"traced {len(xs[0])} calibration samples (cover factor {cover_factor:g}): {ebops:,.0f} EBOPs")
+    to_proxy_model = _to_proxy_model()
+    proxy = to_proxy_model(qmodel, aggressive=True)
+    proxy_path = os.path.join(out_dir, "proxy.keras")
+    proxy.save(proxy_path)
+    log(f"proxy model: {len(proxy.layers)} layers -> {proxy_path}")
+    prj = os.path.join(out_dir, "hls4ml_prj")
+    kwargs = {"part": part} if part else {}
+    figures = {"ebops": ebops, "proxy": proxy_path, "project": prj, "backend": backend}
+    if not compile:
+        from ..proxy.bit_exact import convert_proxy
+
+        hls = convert_proxy(proxy, backend=backend, output_dir=prj, io_type="io_parallel", **kwargs)
+        hls.write()
+        log(f"hls4ml project ({backend}, io_parallel) written to {prj} (not compiled)")
+        return figures
+    from ..proxy.bit_exact import check_bit_exact
+
+    check_data = xs if check_data is None else check_data
+    n = min(check_samples, len(check_data[0]))
+    check = [a[:n] for a in check_data]
+    rep = check_bit_exact(proxy, pack(check), backend=backend, output_dir=prj, strict=False, **kwargs)
+    for note in rep.notes:
+        log(f"note: {note}")
+    log(f"hls4ml project ({backend}, io_parallel) written and compiled in {prj} "
+        f"(convert {rep.convert_seconds:.1f} s, compile {rep.compile_seconds:.1f} s)")
+    log(f"bit-exactness self-check: {rep.n_samples} samples compared, {rep.n_mismatching} mismatches"
+        + (f" (max |diff| {rep.max_abs_diff:g}, first samples {rep.mismatching_samples[:5].tolist()})"
+           if rep.n_mismatching else ""))
+    figures.update(samples=rep.n_samples, mismatches=rep.n_mismatching, seconds=time.perf_counter() - t0,
+                   hls_output=rep.hls_output, proxy_output=rep.proxy_output)
+    return figures
+
+
+def cmd_export(args):
+    qmodel = load_hgq(args.model)
+    xs, _ = load_npz(args.calib, what="calibration data")
+    check_inputs(qmodel, xs, "calibration data")
+    if os.path.isfile(args.out):
+        raise CLIError(f"--out {args.out!r} is a file; export writes a folder.")
+    xs = [np.asarray(a, dtype=np.float32) for a in xs]
+    if not all(np.all(np.isfinite(a)) for a in xs):
+        raise CLIError(f"calibration data {args.calib!r} contains NaN or inf values.")
+    figures = export(qmodel, xs, args.out, backend=args.backend, part=args.part, cover_factor=args.cover_factor,
+                     check_samples=args.check_samples, compile=not args.no_compile)
+    if figures.get("mismatches"):
+        print(f"hgq-rewrite: bit-exactness check FAILED: {figures['mismatches']}/{figures['samples']} samples differ")
+        return 1
+    return 0
+
+
+def cmd_report(args):
+    import hgq_rewrite as hr
+
+    from ..report import format_front, format_table, is_traced, layer_stats, plot_bit_histograms, plot_pareto
+
+    pareto = args.pareto
+    target = args.model
+    if os.path.isdir(target):
+        summary, entries = _read_front(target)
+        if not entries:
+            raise CLIError(f"finetune folder {target!r} has no front member.")
+        mode = summary.get("mode", "max")
+        best = max(entries, key=lambda e: (e.metric if mode == "max" else -e.metric, -e.ebops))
+        print(f"{target}: best front member is epoch {best.epoch + 1} ({summary.get('metric')} {best.metric:.4f}, "
+              f"{best.ebops:,.0f} EBOPs)")
+        if not best.path:
+            raise CLIError(f"finetune folder {target!r}: its best front member has no saved file.")
+        target = os.path.join(target, os.path.basename(best.path))
+        pareto = pareto or args.model
+    qmodel = load_hgq(target)
+    if args.calib:
+        xs, _ = load_npz(args.calib, what="calibration data")
+        check_inputs(qmodel, xs, "calibration data")
+        ebops = hr.trace_minmax(qmodel, pack(xs))
+        source = f"exact, traced on {len(xs[0])} samples of {args.calib}"
+    elif is_traced(qmodel):
+        ebops = sum(s.ebops for s in layer_stats(qmodel))
+        source = "from the ranges stored in the model (pass --calib to trace on data)"
+    else:
+        ebops = None
+        source = None
+    stats = layer_stats(qmodel)
+    print(format_table(stats, title=f"{qmodel.name}: per-layer bitwidths"), end="")
+    if ebops is None:
+        print("activation bits: not traced (pass --calib DATA.npz); EBOPs: estimate of the last training step")
+    else:
+        print(f"EBOPs: {ebops:,.0f} ({source})")
+    print("weight bits: significant bits of each quantized weight, as counted by EBOPs (0 = pruned)")
+    if pareto:
+        summary, entries = _read_front(pareto)
+        print(format_front(entries, summary.get("metric", "metric")), end="")
+    if args.no_plots:
+        return 0
+    plots = args.plots or os.path.splitext(os.path.abspath(target))[0] + "_report"
+    hist = plot_bit_histograms(stats, os.path.join(plots, "bit_histograms.png"), title=qmodel.name)
+    print(f"wrote {hist}")
+    if pareto:
+        path = plot_pareto(summary, os.path.join(plots, "pareto_front.png"))
+        print(f"wrote {path}")
+    return 0
+
+
+def _read_front(directory):
+    from ..finetune import load_front
+
+    try:
+        return load_front(directory)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from e
+    except (ValueError, TypeError, KeyError) as e:
+        raise CLIError(f"cannot read the front of {directory!r}: {e}") from e
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    result = run_demo(quick=args.quick, hls=not args.no_hls, out=args.out, seed=args.seed)
+    return 1 if result.get("mismatches") else 0

@@ -1,0 +1,140 @@
+"""Reading the command line's inputs: .keras models (safe mode), YAML configs (safe loader), .npz data."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+
+
+class CLIError(Exception):
+    """An error shown to the user as one line (exit code 2)."""
+
+
+def one_line(text):
+    """Collapse a (possibly multi-line) message into one line; list items are joined with '; '."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    out = lines[0]
+    for line in lines[1:]:
+        if line.startswith("- "):
+            line = line[2:]
+            sep = " " if out.endswith(":") else "; "
+        else:
+            sep = " "
+        out += sep + line
+    return out
+
+
+def load_keras(path, what="model"):
+    """Load a ``.keras`` file with Keras' safe mode (no arbitrary code is run)."""
+    import keras
+
+    if not os.path.exists(path):
+        raise CLIError(f"{what} file {path!r} does not exist.")
+    if os.path.isdir(path):
+        raise CLIError(f"{what} {path!r} is a folder; expected a .keras file.")
+    if not path.endswith(".keras"):
+        raise CLIError(f"{what} {path!r} is not a .keras file (save models with model.save('name.keras')).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - any load failure becomes one line
+        raise CLIError(f"cannot load {what} {path!r}: {one_line(e)}") from e
+
+
+def load_hgq(path):
+    """Load an HGQ model (a .keras file holding H-layers)."""
+    from ..trace import h_layers
+
+    model = load_keras(path, "HGQ model")
+    if not h_layers(model):
+        raise CLIError(f"{path!r} holds no HGQ layers; run 'hgq-rewrite quantize' on it first.")
+    return model
+
+
+def save_keras(model, path):
+    if not str(path).endswith(".keras"):
+        raise CLIError(f"output {path!r} must end with .keras.")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    model.save(path)
+
+
+def load_config(path):
+    """A rewrite config from a YAML file (``yaml.safe_load``) or a JSON file."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise CLIError(f"config file {path!r} does not exist.")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        if path.lower().endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"cannot parse config file {path!r}: {one_line(e)}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CLIError(f"config file {path!r} must hold a mapping (sections defaults/types/patterns/names), "
+                       f"not a {type(data).__name__}.")
+    return data
+
+
+def load_npz(path, need_y=False, what="data"):
+    """Arrays from an ``.npz``: inputs ``x`` (or ``x0``, ``x1``, ... for several inputs), targets ``y``.
+
+    Returns:
+        ``(xs, y)``: a list of input arrays and the targets (None when absent).
+    """
+    if not os.path.isfile(path):
+        raise CLIError(f"{what} file {path!r} does not exist.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"cannot read {what} file {path!r} as .npz: {one_line(e)}") from e
+    keys = sorted(arrays)
+    if "x" in arrays:
+        xs = [arrays["x"]]
+    else:
+        xs = []
+        while f"x{len(xs)}" in arrays:
+            xs.append(arrays[f"x{len(xs)}"])
+    if not xs:
+        raise CLIError(f"{what} file {path!r} has no input array: expected key 'x' (or 'x0', 'x1', ... for several "
+                       f"inputs), found {keys}.")
+    y = arrays.get("y")
+    if need_y and y is None:
+        raise CLIError(f"{what} file {path!r} has no targets: expected key 'y', found {keys}.")
+    n = {a.shape[0] if a.ndim else 0 for a in xs + ([y] if y is not None else [])}
+    if len(n) != 1 or 0 in n:
+        raise CLIError(f"{what} file {path!r}: arrays are empty or have different numbers of samples.")
+    for a in xs:
+        if not np.issubdtype(a.dtype, np.number):
+            raise CLIError(f"{what} file {path!r}: inputs must be numeric, got dtype {a.dtype}.")
+    return xs, y
+
+
+def check_inputs(model, xs, what):
+    """Check the input arrays against the model's inputs (count and sample shape)."""
+    if len(xs) != len(model.inputs):
+        raise CLIError(f"{what}: the model has {len(model.inputs)} input(s) but the file has {len(xs)} "
+                       "(use keys x0, x1, ... for several inputs).")
+    for a, t in zip(xs, model.inputs):
+        want, got = tuple(t.shape[1:]), tuple(a.shape[1:])
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise CLIError(f"{what}: input {t.name!r} expects samples of shape {want}, the file has {got}.")
+
+
+def pack(xs):
+    return xs[0] if len(xs) == 1 else list(xs)
