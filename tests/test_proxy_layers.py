@@ -13,10 +13,14 @@ MODES = [(r, s) for r in ("RND", "TRN", "RND_CONV") for s in ("WRAP", "SAT", "SA
 
 @pytest.mark.parametrize("round_mode,overflow_mode", MODES)
 def test_quantize_matches_exact_reference(round_mode, overflow_mode):
+    """quantizers.fixed_point.quantize vs the exact reference; the only known difference is SAT_SYM on 1-bit
+    signed elements (ap_fixed saturates like SAT there), which FixedPointQuantizer handles itself."""
     rng = np.random.default_rng(1)
     x = rng.normal(0, 8, (600,))
     x[:200] = np.round(x[:200] * 4) / 8  # many exact ties
     k, i, f = random_kif(rng, x.shape, i=(-3, 5), f=(-3, 6))
+    if overflow_mode == "SAT_SYM":
+        f = np.where((k == 1) & (k + i + f == 1), f + 1, f)
     got = keras.ops.convert_to_numpy(quantize(keras.ops.convert_to_tensor(x, F64), k, i, f, round_mode, overflow_mode))
     np.testing.assert_array_equal(got, reference_quantize(x, k, i, f, round_mode, overflow_mode))
 
@@ -30,6 +34,14 @@ def test_fixed_point_quantizer_layer_matches_reference(round_mode, overflow_mode
     y = keras.ops.convert_to_numpy(layer(x))
     assert y.dtype == np.float64
     np.testing.assert_array_equal(y, reference_quantize(x, k[None], i[None], f[None], round_mode, overflow_mode))
+
+
+@pytest.mark.parametrize("round_mode", ["RND", "TRN"])
+def test_one_bit_signed_sat_sym_saturates_like_ap_fixed(round_mode):
+    # ap_fixed<1,0,*,AP_SAT_SYM>: -3 -> -0.5, -0.5 -> -0.5, 3 -> 0 (values from the hls4ml ap_types headers)
+    layer = FixedPointQuantizer(keep_negative=[[1, 1]], bits=[[1, 3]], integers=[[0, 1]], RND=round_mode, SAT="SAT_SYM")
+    y = keras.ops.convert_to_numpy(layer(np.array([[-3.0, -3.0], [-0.5, -1.0], [3.0, 3.0]])))
+    np.testing.assert_array_equal(y, [[-0.5, -0.75], [-0.5, -0.75], [0.0, 0.75]])
 
 
 def test_masks_are_int16_clamped_and_zeroed():

@@ -24,7 +24,7 @@ def register_hls4ml_handlers():
 
 register_hls4ml_handlers()
 
-from .bit_exact import BitExactReport, check_bit_exact  # noqa: E402
+from .bit_exact import BitExactReport, UnsupportedLayerError, check_bit_exact, export_problems, predict_float64  # noqa: E402,E501
 
 __all__ = [
     "FixedPointQuantizer",
@@ -36,4 +36,7 @@ __all__ = [
     "register_hls4ml_handlers",
     "check_bit_exact",
     "BitExactReport",
+    "UnsupportedLayerError",
+    "export_problems",
+    "predict_float64",
 ]

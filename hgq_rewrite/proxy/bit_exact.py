@@ -47,7 +47,11 @@ KNOWN_PROBLEMS = {
     "LayerNormalization": (True, "hls4ml 1.3 has no bit-exact rule for it", "remove it or replace it before export"),
     "Embedding": (True, "hls4ml 1.3 has no bit-exact rule for it", "replace it by a one-hot input and a Dense"),
     "Lambda": (True, "hls4ml cannot convert arbitrary Python code", "replace it with standard layers"),
+    # hls4ml 1.3's ReLU handler falls through to a ThresholdedReLU node, which loses bit-exactness
+    "ReLU": (False, "hls4ml 1.3 converts it to a ThresholdedReLU node whose C simulation lets negative values through",
+             "use keras.layers.Activation('relu') instead"),
 }
+MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot")
 for _name in ("ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D"):
     KNOWN_PROBLEMS[_name] = (True, "hls4ml 1.3's bit-exact pass has no rule for it",
                              "use padding='same' in the convolution, or pad/crop/resize the data outside the firmware")
@@ -138,6 +142,11 @@ def _layer_problems(layer, registry):
                                 "replace it with a supported layer (Dense, Conv1D/2D, DepthwiseConv2D, pooling, "
                                 "Reshape/Flatten/Permute, Add, Concatenate, Activation('relu'), UnaryLUT)"))
         return problems
+    if cls in MERGE_LAYERS:
+        n_inputs = max((len(node.arguments.keras_tensors) for node in layer._inbound_nodes), default=2)
+        if n_inputs > 2:
+            problems.append(Problem(layer.name, cls, f"hls4ml merge layers take exactly two inputs, it has {n_inputs}",
+                                    f"chain {n_inputs - 1} two-input {cls} layers"))
     problem = _activation_problem(layer, _activation_name(layer))
     if problem is not None:
         problems.append(problem)
@@ -155,6 +164,34 @@ def _layer_problems(layer, registry):
     return problems
 
 
+def _consumers(model, tensor):
+    """(layer, node) pairs in ``model`` that read ``tensor``."""
+    found = []
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            if any(x is tensor for x in node.arguments.keras_tensors):
+                found.append((layer, node))
+    return found
+
+
+def _global_pooling_2d_problems(model):
+    """hls4ml 1.3's bit-exact pass gives GlobalAveragePooling2D an output of the wrong rank; a Reshape or
+    Flatten right after it restores the rank, anything else fails inside hls4ml."""
+    problems = []
+    for layer in model.layers:
+        if type(layer).__name__ != "GlobalAveragePooling2D" or getattr(layer, "keepdims", False):
+            continue
+        for node in layer._inbound_nodes:
+            for out in node.outputs:
+                for consumer, _ in _consumers(model, out):
+                    if type(consumer).__name__ not in ("Flatten", "Reshape"):
+                        problems.append(Problem(
+                            layer.name, "GlobalAveragePooling2D",
+                            "hls4ml 1.3's bit-exact pass gives its output the wrong rank, which breaks the next layer "
+                            f"('{consumer.name}')", "put a Flatten() right after it"))
+    return problems
+
+
 def _input_chain_problems(model):
     problems = []
     for tensor in model.inputs:
@@ -162,12 +199,7 @@ def _input_chain_problems(model):
         while frontier:
             t = frontier.pop()
             history = getattr(t, "_keras_history", None)
-            consumers = []
-            for layer in model.layers:
-                for node in layer._inbound_nodes:
-                    if any(x is t for x in node.arguments.keras_tensors):
-                        consumers.append((layer, node))
-            for layer, node in consumers:
+            for layer, node in _consumers(model, t):
                 if isinstance(layer, FixedPointQuantizer):
                     continue
                 if type(layer).__name__ in PASS_THROUGH_TO_QUANTIZER:
@@ -193,6 +225,7 @@ def export_problems(model):
     problems = []
     for layer in model.layers:
         problems.extend(_layer_problems(layer, registry))
+    problems.extend(_global_pooling_2d_problems(model))
     problems.extend(_input_chain_problems(model))
     return problems
 
@@ -296,6 +329,26 @@ def _flat_outputs(y, n):
     return np.asarray(y, dtype=np.float64).reshape(n, -1)
 
 
+def predict_float64(model, x, batch_size=2048):
+    """Run ``model`` on ``x`` in float64, batch by batch.
+
+    ``model.predict`` is not used on purpose: Keras 3's data adapters cast float64
+    numpy inputs to ``keras.config.floatx()`` (float32) before the first layer, which
+    moves inputs with more than 24 significant bits across rounding boundaries.
+    """
+    single = not isinstance(x, (list, tuple))
+    xs = [np.asarray(v, dtype=np.float64) for v in ([x] if single else x)]
+    n = len(xs[0])
+    chunks = []
+    for start in range(0, n, batch_size):
+        batch = [keras.ops.convert_to_tensor(v[start : start + batch_size], dtype="float64") for v in xs]
+        y = model(batch[0] if single else batch, training=False)
+        ys = y if isinstance(y, (list, tuple)) else [y]
+        chunks.append([keras.ops.convert_to_numpy(v) for v in ys])
+    outs = [np.concatenate([c[j] for c in chunks], axis=0) for j in range(len(chunks[0]))]
+    return outs[0] if len(outs) == 1 else outs
+
+
 def convert_proxy(proxy, backend="Vitis", output_dir=None, io_type="io_parallel", **kwargs):
     """``hls4ml.converters.convert_from_keras_model`` with this package's errors for unsupported layers."""
     import hls4ml
@@ -356,7 +409,7 @@ def check_bit_exact(proxy, x, backend="Vitis", output_dir=None, io_type="io_para
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    y_proxy = proxy.predict(xs[0] if len(xs) == 1 else xs, batch_size=1024, verbose=0)
+    y_proxy = predict_float64(proxy, xs[0] if len(xs) == 1 else xs)
     a, b = _flat_outputs(y_proxy, n), _flat_outputs(y_hls, n)
     if a.shape != b.shape:
         raise RuntimeError(f"Output shapes differ: proxy {a.shape}, hls4ml {b.shape}.")

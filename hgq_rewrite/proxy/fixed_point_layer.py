@@ -182,7 +182,14 @@ class FixedPointQuantizer(keras.layers.Layer):
         b = ops.cast(self.bits, x.dtype)
         i_with_sign = ops.cast(self.integers, x.dtype)
         # a 1-element mask (1,) broadcasts against any input rank
-        return quantize(x, k, i_with_sign - k, b - i_with_sign, self.RND, self.SAT)
+        i, f = i_with_sign - k, b - i_with_sign
+        y = quantize(x, k, i, f, self.RND, self.SAT)
+        if self.SAT == "SAT_SYM":
+            # ap_fixed<1, I, *, AP_SAT_SYM> (signed, one bit) has no symmetric range and saturates like AP_SAT
+            # to {-2**(I-1), 0}; checked against the ap_types headers shipped with hls4ml.
+            one_bit_signed = ops.logical_and(k > 0, b == 1)
+            y = ops.where(one_bit_signed, quantize(x, k, i, f, self.RND, "SAT"), y)
+        return y
 
     def compute_output_shape(self, input_shape):
         return input_shape
