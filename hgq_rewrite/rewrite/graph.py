@@ -82,7 +82,10 @@ class ModelGraph:
     @property
     def calls(self):
         """Calls in topological order."""
-        return [self.graph.nodes[k]["call"] for k in self.order]
+        cached = self.__dict__.get("_calls")
+        if cached is None or len(cached) != len(self.order):
+            cached = self.__dict__["_calls"] = [self.graph.nodes[k]["call"] for k in self.order]
+        return cached
 
     def call(self, key) -> Call:
         return self.graph.nodes[key]["call"]
