@@ -170,3 +170,19 @@ def test_serialization_nested(tmp_path):
     r = keras.saving.load_model(tmp_path / "n.keras")
     x = sample_inputs(q, 16)
     np.testing.assert_allclose(_outputs(r, x)[0], _outputs(q, x)[0], atol=1e-6)
+
+
+def test_dict_inputs_outputs_softmax_and_call_keywords():
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    h = L.Concatenate(name="cat")([L.Dense(4, name="da")(a), b])
+    h = L.Dropout(0.5, name="drop")(h, training=False)  # recorded keyword, passed on
+    p = L.Softmax(name="sm")(L.Dense(3, name="logits")(h))  # Softmax records mask=None
+    m = keras.Model({"a": a, "b": b}, {"p": p, "h": h})
+    q = quantize(m, HIGH_BITS)
+    assert isinstance(q.get_layer("sm"), HActivation)
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(8, 4)).astype("float32"), "b": rng.normal(size=(8, 3)).astype("float32")}
+    yq, yf = q.predict(x, verbose=0), m.predict(x, verbose=0)
+    assert set(yq) == {"p", "h"}
+    for k in yf:
+        np.testing.assert_allclose(yq[k], yf[k], atol=1e-3)

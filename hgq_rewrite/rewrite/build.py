@@ -9,6 +9,8 @@ nothing of the user's model is reused, so training the result never touches it.
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 
 from .converters.core import WeightedConverter
@@ -124,6 +126,8 @@ class _Builder:
             for i, t in enumerate(call.inputs):
                 lookup[id(t)] = quant[id(t)] if (i in needs and id(t) in quant) else plain[id(t)]
             args, kwargs = call.node.arguments.fill_in(lookup)
+            if call.sub is None and self.x.plans[id(call.layer)].decision == "convert":
+                kwargs = _accepted_kwargs(ops[0], kwargs)
             out = ops[0](*args, **kwargs)
             for op in ops[1:]:
                 out = op(out)
@@ -149,6 +153,20 @@ class _Builder:
         t = first.outputs[0]
         inp = keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype, name=first.layer.name)
         return keras.Sequential([inp, *layers], name=mg.model.name)
+
+
+def _accepted_kwargs(layer, kwargs):
+    """The recorded call keywords the new layer's ``call`` accepts (None values dropped).
+
+    A converted layer may not take every keyword of the float layer (``mask``...).
+    """
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if not kwargs:
+        return kwargs
+    params = inspect.signature(layer.call).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def build_model(internals):

@@ -53,3 +53,14 @@ class ReLUConverter(_ActivationConverter):
             return ("ReLU with negative_slope/threshold/max_value other than relu or relu6 "
                     "(register a converter, or keep the layer float)")
         return None
+
+
+@register_builtin(keras.layers.Softmax)
+class SoftmaxConverter(_ActivationConverter):
+    def name_of(self, layer):
+        return "softmax" if layer.axis in (-1, [-1], (-1,)) else None
+
+    def check(self, layer):
+        if self.name_of(layer) is None:
+            return f"Softmax over axis {layer.axis} (only the last axis)"
+        return None
