@@ -24,9 +24,12 @@ def register_hls4ml_handlers():
 
 register_hls4ml_handlers()
 
+from .convert import ProxyConversionError, to_proxy_model  # noqa: E402
 from .bit_exact import BitExactReport, UnsupportedLayerError, check_bit_exact, export_problems, predict_float64  # noqa: E402,E501
 
 __all__ = [
+    "to_proxy_model",
+    "ProxyConversionError",
     "FixedPointQuantizer",
     "UnaryLUT",
     "build_table",

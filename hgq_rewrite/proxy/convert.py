@@ -1,0 +1,444 @@
+"""``to_proxy_model``: a traced HGQ model as plain Keras layers plus fixed-point quantizers.
+
+The proxy computes in float64 with:
+
+* every H-layer with a kernel as the plain Keras layer holding ``qkernel``/``qbias``
+  (+ ``Activation('relu')``), followed by a :class:`FixedPointQuantizer` with the
+  layer's traced output format;
+* ``HQuantize`` / ``Signature`` as a quantizer; ``HAdd`` as (two-input) ``Add`` layers
+  and a quantizer; ``HActivation`` relu/linear as ``Activation('relu')`` and a
+  quantizer; any other ``HActivation`` as a homogeneous quantizer covering its
+  input, a :class:`UnaryLUT`, and a quantizer when the output format is not uniform;
+* P-layers as their Keras base layers (``PDropout`` removed).
+
+Nested models are flattened. Quantizers round like the HGQ layer (RND unless
+configured otherwise) and overflow with WRAP (``aggressive=True``) or SAT.
+
+One detail keeps hls4ml 1.3 exact on overflow: a quantizer never asks for more
+fractional bits than its input can carry. hls4ml drops such bits before
+saturating (so SAT would clip to a different bound); the proxy drops them too,
+which changes nothing for values inside the range.
+"""
+
+import math
+
+import numpy as np
+import keras
+from keras import ops
+
+from ..layers import (
+    HActivation,
+    HAdd,
+    HConv1D,
+    HConv2D,
+    HDense,
+    HDepthwiseConv2D,
+    HQuantize,
+    PDropout,
+    Signature,
+)
+from ..layers.base import HLayerBase, PLayerMixin
+from ..layers.kernel_base import HKernelLayer
+from ..layers.links import link_nested_inputs, walk_layers
+from ..quantizers import NotTracedError
+from ..quantizers.fixed_point import round_to_grid
+from .fixed_point_layer import FixedPointQuantizer
+from .unary_lut import UnaryLUT, build_table
+
+F64 = "float64"
+DROPPED = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.layers.GaussianNoise)
+PASSIVE_KERAS = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
+
+
+class ProxyConversionError(ValueError):
+    """A layer of the HGQ model cannot be turned into a proxy; the message names it and the remedy."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fractional bits actually carried by values (numpy, -inf where a value is always 0)
+
+
+def frac_bits(values):
+    """Smallest f with ``value * 2**f`` an integer, per element; ``-inf`` for zeros."""
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    out = np.full(a.shape, -np.inf)
+    nz = a > 0
+    if nz.any():
+        mant, exp = np.frexp(a[nz])
+        ints = (mant * 2.0**53).astype(np.int64)
+        trailing = np.log2((ints & -ints).astype(np.float64))
+        out[nz] = 53 - exp - trailing
+    return out
+
+
+def _dense_frac(f_in, kernel, bias):
+    """Per output: max over non-zero terms of f_in + f_w (and the bias); f_in has shape (1, ..., n_in)."""
+    f_w = frac_bits(kernel)  # (n_in, units)
+    out = np.max(f_in[..., :, None] + f_w, axis=-2)
+    if bias is not None:
+        out = np.maximum(out, frac_bits(bias))
+    return out
+
+
+def _conv_frac(f_in, kernel, bias, strides, padding, dilation, depthwise):
+    """Like ``_dense_frac`` for a (depthwise) convolution, channels_last; f_in has shape (1, *spatial, C)."""
+    x = f_in[0]
+    f_w = frac_bits(kernel)  # (*k, C, F) or (*k, C, dm)
+    ks = f_w.shape[:-2]
+    out_sp, pads = [], []
+    for n, k, s, d in zip(x.shape[:-1], ks, strides, dilation):
+        span = d * (k - 1) + 1
+        if padding == "same":
+            o = math.ceil(n / s)
+            total = max((o - 1) * s + span - n, 0)
+            pads.append((total // 2, total - total // 2))
+        else:
+            o = (n - span) // s + 1
+            pads.append((0, 0))
+        out_sp.append(o)
+    xp = np.pad(x, pads + [(0, 0)], constant_values=-np.inf)
+    n_out = f_w.shape[-2] * f_w.shape[-1] if depthwise else f_w.shape[-1]
+    out = np.full((*out_sp, n_out), -np.inf)
+    for offset in np.ndindex(*ks):
+        window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, s, m in zip(offset, dilation, strides, out_sp))
+        patch = xp[window]  # (*out_sp, C)
+        w = f_w[offset]  # (C, F) or (C, dm)
+        if depthwise:
+            cand = (patch[..., :, None] + w).reshape(*out_sp, n_out)
+        else:
+            cand = np.max(patch[..., :, None] + w, axis=-2)
+        out = np.maximum(out, cand)
+    if bias is not None:
+        out = np.maximum(out, frac_bits(bias))
+    return out[None]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _full(arr, shape):
+    return np.broadcast_to(np.asarray(arr, dtype=np.float64), shape)
+
+
+def _union(*maps):
+    return tuple(int(np.max(m)) for m in maps)
+
+
+class _Namer:
+    """Unique layer names: the HGQ name when free, else prefixed by the nested model, else numbered."""
+
+    def __init__(self):
+        self.used = set()
+
+    def __call__(self, name, prefix=None):
+        base = name if name not in self.used or prefix is None else f"{prefix}_{name}"
+        candidate, n = base, 1
+        while candidate in self.used:
+            candidate = f"{base}_{n}"
+            n += 1
+        self.used.add(candidate)
+        return candidate
+
+
+class _ProxyBuilder:
+    def __init__(self, aggressive, max_table_bits):
+        self.overflow = "WRAP" if aggressive else "SAT"
+        self.max_table_bits = int(max_table_bits)
+        self.name = _Namer()
+        self.frac = {}  # id(new tensor) -> fractional bits its values carry, shape (1, *features), -inf = zero
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _f_of(self, tensor):
+        return self.frac.get(id(tensor), np.full((1, *tensor.shape[1:]), np.inf))
+
+    def _quantize(self, x, kif, f_available, round_mode, name, overrides=None, overflow=None, prefix=None):
+        """FixedPointQuantizer with format ``kif`` (never more fractional bits than the input carries)."""
+        shape = (1, *x.shape[1:])
+        k, i, f = (_full(m, shape) for m in kif)
+        f = np.minimum(f, f_available)
+        f = np.where(np.isfinite(f), f, -(k + i))  # the input is always 0: zero bits
+        k, i, f = (m.astype(np.int64) for m in (k, i, f))
+        carried = np.where(k + i + f > 0, f, -np.inf).astype(np.float64)
+        if all(np.unique(m).size == 1 for m in (k, i, f)):
+            k, i, f = (m.reshape(-1)[:1] for m in (k, i, f))
+        layer = FixedPointQuantizer.from_kif(
+            k, i, f, RND=round_mode, SAT=overflow or self.overflow, overrides=overrides,
+            name=self.name(name, prefix), dtype=F64,
+        )
+        y = layer(x)
+        self.frac[id(y)] = carried
+        return y
+
+    # -- graph walk ------------------------------------------------------------------------------------
+    def run(self, model, inputs, prefix=None):
+        """Rebuild ``model`` on the new tensors ``inputs``; return the new output tensors."""
+        if isinstance(model, keras.Sequential):
+            if model._functional is None:
+                raise ProxyConversionError(
+                    f"Sequential model {model.name!r} is not built: call it on data or build it with an input shape."
+                )
+            model = model._functional
+        tmap = {id(t): new for t, new in zip(model.inputs, inputs)}
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                op = node.operation
+                if isinstance(op, keras.layers.InputLayer):
+                    continue
+                args = [tmap[id(t)] for t in node.arguments.keras_tensors]
+                if isinstance(op, keras.Model):
+                    outs = self.run(op, args, prefix=op.name)
+                else:
+                    outs = self.convert_call(op, node, args, prefix)
+                outs = outs if isinstance(outs, (list, tuple)) else [outs]
+                for t, new in zip(node.outputs, outs):
+                    tmap[id(t)] = new
+        return [tmap[id(t)] for t in model.outputs]
+
+    def convert_call(self, layer, node, args, prefix):
+        if isinstance(layer, HQuantize):
+            return self.quantize_input(layer, args[0], layer.paq.config["rounding"], prefix)
+        if isinstance(layer, Signature):
+            return self.quantize_input(layer, args[0], "TRN", prefix)
+        if isinstance(layer, HKernelLayer):
+            return self.kernel_layer(layer, args[0], prefix)
+        if isinstance(layer, HAdd):
+            return self.add(layer, args, prefix)
+        if isinstance(layer, HActivation):
+            return self.activation(layer, node, args[0], prefix)
+        if isinstance(layer, (PDropout, *DROPPED)):
+            return args[0]
+        if isinstance(layer, keras.layers.Activation) and _act_name(layer.activation) == "linear":
+            return args[0]
+        if isinstance(layer, PLayerMixin) or isinstance(layer, PASSIVE_KERAS):
+            return self.passive(layer, args, prefix)
+        raise ProxyConversionError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) has no proxy equivalent. Remedy: use the H-/P-layer "
+            "for it (hgq_rewrite.quantize does this), or remove it before export."
+        )
+
+    # -- layer kinds -----------------------------------------------------------------------------------
+    def quantize_input(self, layer, x, round_mode, prefix):
+        return self._quantize(x, layer.output_kif(), np.inf, round_mode, layer.name, prefix=prefix)
+
+    def kernel_layer(self, layer, x, prefix):
+        cls = type(layer)
+        name = self.name(layer.name, prefix)
+        if any(d != 1 for d in getattr(layer, "dilation_rate", (1,))):
+            raise ProxyConversionError(
+                f"Layer {layer.name!r} ({cls.__name__}) uses dilation_rate={layer.dilation_rate}, which hls4ml 1.3 "
+                "ignores. Remedy: use dilation_rate=1."
+            )
+        qkernel, qbias = layer.qkernel, layer.qbias
+        use_bias = qbias is not None
+        common = dict(use_bias=use_bias, dtype=F64, name=name)
+        f_in = self._f_of(x)
+        if isinstance(layer, HDense):
+            plain = keras.layers.Dense(layer.units, **common)
+            f_avail = _dense_frac(f_in, qkernel, qbias)
+        elif isinstance(layer, (HConv1D, HConv2D)):
+            base = keras.layers.Conv1D if isinstance(layer, HConv1D) else keras.layers.Conv2D
+            plain = base(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, **common)
+            f_avail = _conv_frac(f_in, qkernel, qbias, layer.strides, layer.padding, layer.dilation_rate, False)
+        elif isinstance(layer, HDepthwiseConv2D):
+            plain = keras.layers.DepthwiseConv2D(
+                layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                depth_multiplier=layer.depth_multiplier, **common,
+            )
+            f_avail = _conv_frac(f_in, qkernel, qbias, layer.strides, layer.padding, layer.dilation_rate, True)
+        else:
+            raise ProxyConversionError(
+                f"Layer {layer.name!r} ({cls.__name__}) has no proxy rule. Remedy: use HDense, HConv1D, HConv2D "
+                "or HDepthwiseConv2D (or their BatchNorm variants)."
+            )
+        y = plain(x)
+        plain.set_weights([qkernel, qbias] if use_bias else [qkernel])
+        if layer.activation_name == "relu":
+            y = keras.layers.Activation("relu", dtype=F64, name=self.name(f"{name}_relu"))(y)
+        overrides = None
+        n_positions = int(np.prod(y.shape[1:-1])) if len(y.shape) > 2 else 1
+        if layer.parallel_factor is not None and (not isinstance(layer, HDense) or n_positions > 1):
+            overrides = {"layers": {name: {"parallelization_factor": int(layer.parallel_factor)}}}
+        return self._quantize(y, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q", overrides)
+
+    def add(self, layer, args, prefix):
+        name = self.name(layer.name, prefix)
+        total, f_avail = args[0], self._f_of(args[0])
+        for j, x in enumerate(args[1:]):
+            last = j == len(args) - 2
+            add_name = name if last else self.name(f"{name}_{j}")
+            total = keras.layers.Add(dtype=F64, name=add_name)([total, x])
+            f_avail = np.maximum(f_avail, self._f_of(x))
+        return self._quantize(total, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q")
+
+    def activation(self, layer, node, x, prefix):
+        name = self.name(layer.name, prefix)
+        act = layer.activation_name
+        rounding = layer.paq.config["rounding"]
+        f_in = self._f_of(x)
+        if act == "linear":
+            return self._quantize(x, layer.output_kif(), f_in, rounding, f"{name}_q")
+        if act == "relu":
+            y = keras.layers.Activation("relu", dtype=F64, name=name)(x)
+            return self._quantize(y, layer.output_kif(), f_in, rounding, f"{name}_q")
+        if act in ("softmax", "log_softmax"):
+            raise ProxyConversionError(
+                f"Layer {layer.name!r}: {act} is not element-wise and hls4ml 1.3 has no bit-exact softmax. "
+                "Remedy: remove it from the model before export (argmax of the logits is unchanged) and apply it "
+                "after the firmware."
+            )
+        return self.lookup_table(layer, node, x, name, rounding, f_in)
+
+    def lookup_table(self, layer, node, x, name, rounding, f_in):
+        node_index = layer._inbound_nodes.index(node)
+        shape = (1, *x.shape[1:])
+        k_in, i_in, _ = (_full(ops.convert_to_numpy(m), shape) for m in layer.input_kif_maps(True, node_index)[0])
+        live = np.isfinite(f_in)
+        if not live.any():
+            live = np.ones(shape, dtype=bool)
+            f_in = np.zeros(shape)
+        kif_in = (int(np.max(k_in[live])), int(np.max(i_in[live])), int(np.max(f_in[live])))
+        bits = sum(kif_in)
+        if bits > self.max_table_bits:
+            raise ProxyConversionError(
+                f"Layer {layer.name!r} ({layer.activation_name}): its input format {kif_in} (k, i, f) needs a table "
+                f"of 2**{bits} entries, above max_table_bits={self.max_table_bits}. Remedy: fewer input bits (a "
+                "larger beta on the layer before, cover_factor closer to 1), or a larger max_table_bits."
+            )
+        q_in = self._quantize(x, kif_in, np.inf, "RND", f"{name}_lut_in", overflow="WRAP")
+        k_out, i_out, f_out = layer.output_kif()
+        kif_table = (int(np.max(k_out)), int(np.max(i_out)), int(np.max(f_out)))
+        # evaluate the activation exactly as the HGQ layer does (its dtype, rounded to the finest output grid),
+        # so that table and HGQ model agree even where float32 and float64 results round differently
+        finest = float(np.max(np.round(ops.convert_to_numpy(layer.paq.fbw))))
+
+        def hgq_activation(v):
+            y = layer.activation(ops.cast(v, layer.compute_dtype))
+            return round_to_grid(y, finest)
+
+        try:
+            table = build_table(hgq_activation, kif_in, kif_table, "RND", "SAT")
+        except ValueError as exc:
+            raise ProxyConversionError(f"Layer {layer.name!r}: cannot tabulate its activation: {exc}") from exc
+        lut = UnaryLUT(table=table, kif_in=kif_in, kif_out=kif_table, dtype=F64, name=name)
+        y = lut(q_in)
+        f_table = np.max(frac_bits(table)) if np.any(table) else -np.inf
+        self.frac[id(y)] = np.full(shape, f_table)
+        out_shape = (1, *y.shape[1:])
+        uniform = all(np.unique(_full(m, out_shape)).size == 1 for m in (k_out, i_out, f_out))
+        if uniform:
+            return y
+        return self._quantize(y, (k_out, i_out, f_out), self.frac[id(y)], rounding, f"{name}_q")
+
+    def passive(self, layer, args, prefix):
+        name = self.name(layer.name, prefix)
+        if isinstance(layer, keras.layers.Concatenate):
+            out, f_maps = args[0], [self._f_of(args[0])]
+            for j, x in enumerate(args[1:]):
+                last = j == len(args) - 2
+                out = keras.layers.Concatenate(axis=layer.axis, dtype=F64, name=name if last else self.name(
+                    f"{name}_{j}"))([out, x])
+                f_maps.append(self._f_of(x))
+            self.frac[id(out)] = np.concatenate(f_maps, axis=layer.axis)
+            return out
+        base = _keras_base(layer)
+        config = {key: v for key, v in layer.get_config().items() if key not in ("name", "dtype", "trainable")}
+        if base.__name__.startswith("AveragePooling"):
+            _check_pow2_pool(layer)
+        plain = base.from_config({**config, "name": name, "dtype": F64})
+        y = plain(args[0])
+        self.frac[id(y)] = self._passive_frac(layer, plain, args[0])
+        if base.__name__ == "GlobalAveragePooling2D" and not getattr(layer, "keepdims", False):
+            # hls4ml 1.3 gives this layer's output the wrong rank in its bit-exact pass; a Flatten restores it
+            f = self.frac[id(y)]
+            y = keras.layers.Flatten(dtype=F64, name=self.name(f"{name}_flat"))(y)
+            self.frac[id(y)] = f
+        return y
+
+    def _passive_frac(self, layer, plain, x):
+        """Fractional bits after a passive layer: its own rule on the input's map (zeros for k and i)."""
+        f = self._f_of(x)
+        finite = np.where(np.isfinite(f), f, -1e4)
+        if isinstance(layer, PLayerMixin):
+            zeros = ops.zeros(f.shape)
+            maps = (zeros, zeros, ops.convert_to_tensor(finite, "float32"))
+            out = np.asarray(ops.convert_to_numpy(layer.transform_kif([maps], True)[2]), dtype=np.float64)
+        else:
+            out = np.asarray(ops.convert_to_numpy(plain(ops.convert_to_tensor(finite, F64))), dtype=np.float64)
+        out = out.reshape((1, *plain.compute_output_shape((1, *x.shape[1:]))[1:]))
+        return np.where(out < -1e3, -np.inf, out)
+
+
+def _act_name(act):
+    return act if isinstance(act, str) else getattr(act, "__name__", "")
+
+
+def _keras_base(layer):
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith("keras.") and issubclass(cls, keras.layers.Layer) and cls is not keras.layers.Layer:
+            return getattr(keras.layers, cls.__name__, cls)
+    raise ProxyConversionError(f"Layer {layer.name!r} ({type(layer).__name__}) has no Keras base layer.")
+
+
+def _check_pow2_pool(layer):
+    size = math.prod(layer.pool_size)
+    if size & (size - 1):
+        raise ProxyConversionError(
+            f"Layer {layer.name!r}: average pooling over {size} values divides by a number that is not a power of "
+            "2, which no fixed-point format represents exactly. Remedy: use a power-of-2 pool size."
+        )
+    if layer.padding != "valid":
+        raise ProxyConversionError(
+            f"Layer {layer.name!r}: average pooling with padding={layer.padding!r} divides border windows by "
+            "other counts. Remedy: use padding='valid'."
+        )
+
+
+def _check_traced(model):
+    untraced = [
+        layer.name for layer in walk_layers(model) if isinstance(layer, HLayerBase) and not layer.paq.is_traced()
+    ]
+    if untraced:
+        shown = ", ".join(repr(n) for n in untraced[:5]) + (" ..." if len(untraced) > 5 else "")
+        raise NotTracedError(
+            f"to_proxy_model needs exact formats, but {len(untraced)} layer(s) have no traced range ({shown}). "
+            "Call hgq_rewrite.trace_minmax(model, calibration_data) first."
+        )
+
+
+def to_proxy_model(model, aggressive=True, max_table_bits=16, name=None):
+    """Rebuild a traced HGQ model as a float64 Keras model hls4ml converts bit-exactly.
+
+    Args:
+        model: HGQ model (Sequential or functional, nested models allowed) after ``trace_minmax``.
+        aggressive: overflow mode of the quantizers: ``True`` -> WRAP (cheapest hardware), ``False`` -> SAT.
+            Inside the traced ranges both give the HGQ model's outputs.
+        max_table_bits: largest input width (bits) of a lookup table made for a non-linear ``HActivation``.
+        name: name of the proxy model (default ``<model name>_proxy``).
+
+    Returns:
+        A ``keras.Model`` of plain layers, :class:`FixedPointQuantizer` and :class:`UnaryLUT`, dtype float64.
+        Save it with ``proxy.save("x.keras")``; loading needs only ``import hgq_rewrite``.
+
+    Raises:
+        NotTracedError: ``trace_minmax`` was not run.
+        ProxyConversionError: a layer cannot be exported; the message names it and the remedy.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"to_proxy_model expects a keras.Model, got {type(model).__name__}.")
+    if not model.built or (isinstance(model, keras.Sequential) and model._functional is None):
+        raise ProxyConversionError(f"Model {model.name!r} is not built: call it on data or build it first.")
+    link_nested_inputs(model)
+    _check_traced(model)
+    builder = _ProxyBuilder(aggressive, max_table_bits)
+    functional = model._functional if isinstance(model, keras.Sequential) else model
+    inputs = []
+    for t in functional.inputs:
+        input_name = builder.name(t._keras_history[0].name)
+        inputs.append(keras.Input(shape=tuple(t.shape[1:]), dtype=F64, name=input_name))
+    outputs = builder.run(functional, inputs)
+    proxy = keras.Model(
+        inputs if len(inputs) > 1 else inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=name or f"{model.name}_proxy",
+    )
+    return proxy
