@@ -201,6 +201,18 @@ def register_builtin(*float_classes):
     return deco
 
 
+def builtin_converters():
+    """``{float class: converter}`` of the built-in converters (a copy)."""
+    from . import converters  # noqa: F401  (registers the built-ins)
+
+    return dict(_BUILTIN)
+
+
+def user_converters():
+    """``{float class: converter}`` registered with `register_converter` (a copy)."""
+    return dict(_USER)
+
+
 def find_converter(layer_class):
     """Return ``(converter, matched_class)`` for ``layer_class``, or ``(None, None)``."""
     from . import converters  # noqa: F401  (registers the built-ins)
