@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .converters.core import WeightedConverter
+from .converters.hgq import HGQCopyConverter
+from .fusion import plan_fusions
 from .graph import build_graph
 from .placement import place_quantizers
 from .plan import Plan, PlanEntry
 from .policy import load_config, resolve_config, unmatched_keys
 from .registry import LayerSettings, find_converter
-from .converters.core import WeightedConverter
-from .converters.hgq import HGQCopyConverter
-from .fusion import plan_fusions
 
 QUANTIZER_CLASS = "HQuantize"
 
