@@ -186,3 +186,23 @@ def test_dict_inputs_outputs_softmax_and_call_keywords():
     assert set(yq) == {"p", "h"}
     for k in yf:
         np.testing.assert_allclose(yq[k], yf[k], atol=1e-3)
+
+
+def test_nested_functional_called_twice_deep_nesting_and_float_feed():
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(4, name="d"), L.ReLU(name="r")], name="inner")
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    pair = keras.Model([a, b], L.Add(name="sum")([inner(a), L.Dense(4, name="e")(b)]), name="pair")
+    x, y = keras.Input((4,), name="x"), keras.Input((4,), name="y")
+    h1 = pair([x, y])
+    h2 = pair([L.Dense(4, name="float_d")(y), h1])
+    m = keras.Model([x, y], L.Dense(2, name="out")(L.Concatenate(name="cat")([h1, h2])), name="top")
+    before = fingerprint(m)
+    q = quantize(m, dict(HIGH_BITS, names={"float_d": None, "pair/inner/d": {"beta": 1e-3}}))
+    assert fingerprint(m) == before
+    qpair = q.get_layer("pair")
+    assert len([n for n in qpair._inbound_nodes if any(n in ns for ns in q._nodes_by_depth.values())]) == 2
+    d = qpair.get_layer("inner").get_layer("d")
+    assert isinstance(d, HDense) and d.activation_name == "relu" and d.beta == pytest.approx(1e-3)
+    assert isinstance(q.get_layer("float_d_quantizer"), HQuantize)
+    xs = sample_inputs(m, 32)
+    np.testing.assert_allclose(_outputs(q, xs)[0], _outputs(m, xs)[0], atol=2e-3)
