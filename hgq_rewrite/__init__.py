@@ -2,15 +2,22 @@
 
 from . import proxy  # noqa: F401  (registers the hls4ml handlers of the proxy layers)
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
+from .finetune import ParetoFront, finetune
+from .proxy import to_proxy_model
 from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_kq_conf, set_default_paq_conf
 from .rewrite import explain, quantize, register_converter
+from .schedules import BetaScheduler
 from .trace import trace_minmax
 
 __all__ = [
     "quantize",
     "explain",
     "register_converter",
+    "finetune",
     "trace_minmax",
+    "to_proxy_model",
+    "BetaScheduler",
+    "ParetoFront",
     "CalibratedBOPs",
     "FreeBOPs",
     "ResetMinMax",
