@@ -209,3 +209,45 @@ def workdir(keep=None):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- speed ---------------------------------------------------------------------------------------
+def measure_speed(task, float_m, data, beta, batch_size, rounds, lr, seed):
+    """Epoch times of the float model, our HGQ model and the HGQ2 model, interleaved.
+
+    Each model is compiled the same way (Adam, cross-entropy) and first fitted one epoch
+    (graph tracing, reported separately). Then ``rounds`` times, each model fits one epoch in
+    turn, so background load on the machine hits the three alike. Our model and HGQ2's use
+    their libraries' standard callbacks (``FreeBOPs`` + ``ResetMinMax`` / ``FreeEBOPs``).
+    """
+    import hgq_rewrite as hr
+    from hgq.utils.sugar import FreeEBOPs
+
+    x, y, _, _ = data
+    keras.utils.set_random_seed(seed)
+    fm = float_model(task)
+    fm.set_weights(float_m.get_weights())
+    ours = hr.quantize(float_m, beta=beta, config=hgq_rewrite_config(task))
+    hgq2 = hgq2_model(task, beta)
+    transfer_to_hgq2(float_m, hgq2)
+    models = {"float": (fm, []), "ours": (ours, [hr.FreeBOPs(), hr.ResetMinMax()]), "hgq2": (hgq2, [FreeEBOPs()])}
+    times = {name: [] for name in models}
+    first = {}
+    for name, (model, cbs) in models.items():
+        model.compile(keras.optimizers.Adam(lr), _loss(), metrics=["accuracy"])
+        timer = EpochTimer()
+        model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[timer, *cbs])
+        first[name] = timer.times[0]
+    for r in range(rounds):
+        names = list(models)
+        names = names[r % 3:] + names[: r % 3]  # rotate the order every round
+        for name in names:
+            model, cbs = models[name]
+            timer = EpochTimer()
+            model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[timer, *cbs])
+            times[name].append(timer.times[0])
+    med = {name: statistics.median(t) for name, t in times.items()}
+    return {"beta": beta, "rounds": rounds, "batch_size": batch_size, "steps_per_epoch": -(-len(x) // batch_size),
+            "float_s": med["float"], "ours_s": med["ours"], "hgq2_s": med["hgq2"],
+            "ours_over_float": med["ours"] / med["float"], "hgq2_over_float": med["hgq2"] / med["float"],
+            "ours_over_hgq2": med["ours"] / med["hgq2"], "epoch_times": times, "first_epoch_s": first}

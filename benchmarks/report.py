@@ -134,8 +134,21 @@ def markdown(results, plot_name):
         lines.append(f"| {task} | {_f(s.get('float_s'), '.3f')} | {_f(s.get('ours_s'), '.3f')} | "
                      f"{_f(s.get('hgq2_s'), '.3f')} | {_f(s.get('ours_over_float'), '.2f')} | "
                      f"{_f(s.get('hgq2_over_float'), '.2f')} | {_f(s.get('ours_over_hgq2'), '.2f')} |")
-    lines += ["", "Medians over all fine-tuning epochs of the beta sweep except each fit's first (graph tracing); "
-              "first-epoch (tracing) times are in the JSON.", ""]
+    st = m.get("settings", {})
+    lines += ["", "Interleaved measurement: the float model, our HGQ model (`quantize`, beta "
+              f"{st.get('speed_beta')}, `FreeBOPs` + `ResetMinMax`) and the HGQ2 model (`FreeEBOPs`) each fit one "
+              f"epoch in turn, {st.get('speed_rounds')} rounds after a warm-up epoch; medians. The same ratios from the beta sweep's "
+              "fine-tuning fits (ours through `finetune`) and the first-epoch (graph tracing) times are in the JSON.",
+              ""]
+    sweep_rows = [(t, s["sweep"]) for t, s in results.get("speed", {}).items() if "sweep" in s]
+    if sweep_rows:
+        lines += ["| task (beta sweep fits) | float s | ours s | HGQ2 s | ours / float | HGQ2 / float | ours / HGQ2 |",
+                  "|---|---|---|---|---|---|---|"]
+        for task, s in sweep_rows:
+            lines.append(f"| {task} | {_f(s.get('float_s'), '.3f')} | {_f(s.get('ours_s'), '.3f')} | "
+                         f"{_f(s.get('hgq2_s'), '.3f')} | {_f(s.get('ours_over_float'), '.2f')} | "
+                         f"{_f(s.get('hgq2_over_float'), '.2f')} | {_f(s.get('ours_over_hgq2'), '.2f')} |")
+        lines.append("")
 
     lines += ["## Export: bit-exactness against hls4ml's C simulation (test set)", "",
               "| task | beta | library | mismatching samples | convert s | compile s | firmware acc |",

@@ -39,10 +39,13 @@ FULL = {
         "mnist1d": {"float_epochs": 60, "ft_epochs": 30, "batch_size": 64},
         "jets": {"float_epochs": 30, "ft_epochs": 20, "batch_size": 128},
     },
-    "betas": [1e-6, 3e-6, 1e-5, 3e-5],
+    "betas": [1e-6, 1e-5, 1e-4, 5e-4],
     "float_lr": 3e-3,
     "ft_lr": 1e-3,
-    "compile_tasks": ["digits28", "mnist1d", "jets"],  # bit-exact check (g++ compile) at every beta
+    "compile_tasks": ["digits28", "mnist1d", "jets"],
+    "compile_betas": "ends",  # bit-exact check (g++ compile) at the smallest and largest beta; "all" for every one
+    "speed_rounds": 7,
+    "speed_beta": 1e-5,
     "max_train": None,
     "max_test": None,
     "scaling_sizes": [10, 100, 1000, 5000],
@@ -59,6 +62,9 @@ QUICK = {
     "float_lr": 3e-3,
     "ft_lr": 1e-3,
     "compile_tasks": ["mnist1d"],
+    "compile_betas": "all",
+    "speed_rounds": 2,
+    "speed_beta": 1e-5,
     "max_train": 3000,
     "max_test": 500,
     "scaling_sizes": [10, 100],
@@ -140,8 +146,10 @@ def run_task(task, settings, scratch, seed=0):
     float_m, result["float"] = H.train_float(task, data, cfg["float_epochs"], cfg["batch_size"],
                                              settings["float_lr"], seed)
     log(f"{task}: float test accuracy {result['float']['test_accuracy']:.4f}")
-    compile_hls = task in settings["compile_tasks"]
-    for beta in settings["betas"]:
+    betas = settings["betas"]
+    for beta in betas:
+        compile_hls = task in settings["compile_tasks"] and (
+            settings["compile_betas"] == "all" or beta in (min(betas), max(betas)))
         point = {"beta": beta}
         for lib, train, export in (("ours", H.train_ours, H.export_ours), ("hgq2", H.train_hgq2, H.export_hgq2)):
             r = point[lib] = {}
@@ -167,10 +175,23 @@ def run_task(task, settings, scratch, seed=0):
             gc.collect()
         result["points"].append(point)
         keras.backend.clear_session()
+    log(f"{task}: speed, {settings['speed_rounds']} interleaved rounds of one epoch per model")
+    try:
+        result["speed"] = H.measure_speed(task, float_m, data, settings["speed_beta"], cfg["batch_size"],
+                                          settings["speed_rounds"], settings["ft_lr"], seed)
+        s = result["speed"]
+        log(f"{task}: median epoch float {s['float_s']:.3f}s, ours {s['ours_s']:.3f}s, HGQ2 {s['hgq2_s']:.3f}s")
+    except Exception as exc:
+        result["speed"] = H.error_record(exc)
+        log(f"{task}: speed FAILED: {result['speed']['error']}")
+    keras.backend.clear_session()
     return result
 
 
 def speed_summary(task_result):
+    """Interleaved speed measurement (``measure_speed``) plus the medians over the beta sweep's fits."""
+    out = {k: v for k, v in task_result.get("speed", {}).items() if k != "epoch_times"}
+
     def med(lib):
         times = []
         for p in task_result["points"]:
@@ -182,8 +203,9 @@ def speed_summary(task_result):
     f = task_result["float"]["median_epoch_s"]
     ours, hgq2 = med("ours"), med("hgq2")
     ratio = lambda a, b: (a / b) if a and b else None  # noqa: E731
-    return {"float_s": f, "ours_s": ours, "hgq2_s": hgq2, "ours_over_float": ratio(ours, f),
-            "hgq2_over_float": ratio(hgq2, f), "ours_over_hgq2": ratio(ours, hgq2)}
+    out["sweep"] = {"float_s": f, "ours_s": ours, "hgq2_s": hgq2, "ours_over_float": ratio(ours, f),
+                    "hgq2_over_float": ratio(hgq2, f), "ours_over_hgq2": ratio(ours, hgq2)}
+    return out
 
 
 def main(argv=None):
@@ -191,6 +213,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny epochs and sizes: a smoke run of a few minutes")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--tasks", nargs="*", choices=list(LOADERS), help="only these tasks")
+    parser.add_argument("--betas", nargs="+", type=float, help="override the beta sweep")
+    parser.add_argument("--no-compile", action="store_true", help="convert only (EBOPs), no bit-exact check")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--keep-projects", metavar="DIR", help="keep the hls4ml projects in DIR")
     args = parser.parse_args(argv)
@@ -198,6 +222,10 @@ def main(argv=None):
     settings = json.loads(json.dumps(QUICK if args.quick else FULL))
     if args.tasks:
         settings["tasks"] = {t: c for t, c in settings["tasks"].items() if t in args.tasks}
+    if args.betas:
+        settings["betas"] = args.betas
+    if args.no_compile:
+        settings["compile_tasks"] = []
     mode = "quick" if args.quick else "full"
     suffix = "_quick" if args.quick else ""
     os.makedirs(args.out, exist_ok=True)
