@@ -177,3 +177,10 @@ def test_inserted_quantizer_configurable():
     plan = explain(m, {"names": {"x_quantizer": None}})
     assert plan["x_quantizer"].decision == "insert"
     assert "cannot be kept float" in plan["x_quantizer"].notes[0]
+
+
+def test_bad_beta_argument():
+    with pytest.raises(ConfigError, match="beta must be a number"):
+        explain(jet_tagger(), beta=-1.0)
+    with pytest.raises(ConfigError, match="beta must be a number"):
+        quantize(jet_tagger(), beta="3e-5")

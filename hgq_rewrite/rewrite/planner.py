@@ -7,9 +7,11 @@ reads the model and the config and changes neither.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 
 from .converters.core import WeightedConverter
 from .converters.hgq import HGQCopyConverter
+from .errors import ConfigError
 from .fusion import plan_fusions
 from .graph import build_graph
 from .placement import place_quantizers
@@ -100,6 +102,8 @@ def _field_view(resolved, fields):
 
 def make_plan(model, config=None, beta=None) -> Plan:
     """Plan the rewrite of ``model`` (see `hgq_rewrite.rewrite.explain`)."""
+    if beta is not None and (isinstance(beta, bool) or not isinstance(beta, Real) or beta < 0):
+        raise ConfigError(f"beta must be a number >= 0 or None, got {beta!r}.")
     top = build_graph(model)
     cfg = load_config(config)
     used = set()
