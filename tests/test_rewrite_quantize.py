@@ -1,6 +1,5 @@
 """quantize(): converted structure, exact weight transfer, training, errors, untouched inputs."""
 
-
 import keras
 import numpy as np
 import pytest
