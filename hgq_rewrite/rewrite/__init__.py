@@ -3,7 +3,8 @@
 Modules: `graph` (walk the layer calls), `policy` (config and its precedence),
 `registry` + `converters` (float class → HGQ layers), `fusion` (BatchNorm
 folding, relu fusion), `placement` (where HQuantize goes), `planner` + `plan`
-(the dry-run report), `build` (the new model and its weights).
+(the dry-run report), `build` (the new model and its weights), `targets`
+(the HGQ layer classes built), `errors`.
 """
 
 from .api import explain, quantize
