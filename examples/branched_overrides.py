@@ -85,7 +85,7 @@ def main(argv=None):
     _, front = finetune(qmodel, x, y, validation_data=(xv, yv), epochs=3 if args.quick else 30,
                         batch_size=64, pareto_dir=os.path.join(out, "pareto"), verbose=2 if args.quick else 1)
     best = max(e.metric for e in front)
-    qmodel = min((e for e in front if e.metric >= best - 0.01), key=lambda e: e.ebops).load()
+    min((e for e in front if e.metric >= best - 0.01), key=lambda e: e.ebops).restore(qmodel)
 
     # the firmware stops at the logits; the float softmax runs after it
     firmware = keras.Model(qmodel.inputs, qmodel.get_layer("logits").output, name="branched_firmware")

@@ -90,7 +90,7 @@ def main(argv=None):
                         verbose=2 if args.quick else 1)
     best = max(e.metric for e in front)
     chosen = min((e for e in front if e.metric >= best - 0.02), key=lambda e: e.ebops)
-    qmodel = chosen.load()
+    chosen.restore(qmodel)  # that epoch's weights back into the model (chosen.load() reads the file)
     ebops = hr.trace_minmax(qmodel, xtr)
     acc = qmodel.evaluate(xt, yt, verbose=0)[1]
     print(f"chosen epoch {chosen.epoch + 1}: HGQ test accuracy {acc:.4f} at {ebops:,.0f} EBOPs")

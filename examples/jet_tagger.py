@@ -75,7 +75,7 @@ def main(argv=None):
                         verbose=2 if args.quick else 1)
     best = max(e.metric for e in front)
     chosen = min((e for e in front if e.metric >= best - 0.01), key=lambda e: e.ebops)
-    qmodel = chosen.load()
+    chosen.restore(qmodel)  # that epoch's weights back into the model (chosen.load() reads the file)
     print(f"chosen epoch {chosen.epoch + 1}: val_accuracy {chosen.metric:.4f}, {chosen.ebops:,.0f} EBOPs")
 
     # 4. exact formats on calibration data

@@ -110,7 +110,7 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
             log(f"        epoch {e.epoch + 1:>3}: val_accuracy {e.metric:.4f}  EBOPs {e.ebops:>9,.0f}{mark}")
 
         # 4. exact formats
-        qmodel = chosen.load()
+        chosen.restore(qmodel)  # the chosen epoch's weights back into the trained model
         ebops = hr.trace_minmax(qmodel, x)
         hgq_acc = accuracy(qmodel, xt, yt)
         log(f"[4/5] trace_minmax on the training set: {ebops:,.0f} EBOPs; HGQ test accuracy {hgq_acc:.4f}")
