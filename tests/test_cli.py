@@ -109,6 +109,7 @@ def test_explain_prints_the_plan(files, capsys):
         (lambda f: ["explain", f["float"], "--config", f["bad_yaml"]], ["cannot parse"]),
         (lambda f: ["quantize", f["float"], "-o", "o.keras", "--config", f["miss"]], ["match no layer", "dense_9"]),
         (lambda f: ["frobnicate"], ["invalid choice"]),
+        (lambda f: ["demo", "--seed", "one"], ["--seed", "invalid int value"]),
     ],
 )
 def test_quantize_explain_errors(files, capsys, tmp_path, make_argv, fragments):
