@@ -104,7 +104,8 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
                             verbose=2 if quick else 1)
         chosen = pick(front)
         log(f"[3/5] finetune: {ft_epochs} epochs, beta {schedule}, in {time.perf_counter() - t0:.0f} s; "
-            f"Pareto front (exact EBOPs on the training set): {len(front)} epochs, saved in {pareto_dir}")
+            f"Pareto front (exact EBOPs on the training set): {len(front)} epochs, saved in {pareto_dir}"
+            + (" (temporary: --out DIR keeps it)" if tmp is not None else ""))
         for e in front:
             mark = "  <- chosen" if e is chosen else ""
             log(f"        epoch {e.epoch + 1:>3}: val_accuracy {e.metric:.4f}  EBOPs {e.ebops:>9,.0f}{mark}")
@@ -125,6 +126,9 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
                           proxy_accuracy=proxy_acc)
             log(f"[5/5] export: proxy test accuracy {proxy_acc:.4f}, firmware (C simulation) test accuracy "
                 f"{hls_acc:.4f}; bit-exact: {fig['samples']} samples compared, {fig['mismatches']} mismatches")
+            if proxy_acc != hgq_acc:
+                log("        (proxy and firmware wrap where test values leave the ranges traced on the training set; "
+                    "the HGQ model does not: trace_minmax's cover_factor > 1 leaves head-room)")
         else:
             log("[5/5] export skipped (--no-hls)")
         result["seconds"] = time.perf_counter() - t_start
