@@ -185,7 +185,8 @@ class ParetoFront(keras.callbacks.Callback):
         }
         _write_json(os.path.join(self.directory, FRONT_FILE), summary)
         if history is not None:
-            _write_json(os.path.join(self.directory, HISTORY_FILE), {k: [_plain(x) for x in v] for k, v in history.items()})
+            plain = {k: [_plain(x) for x in v] for k, v in history.items()}
+            _write_json(os.path.join(self.directory, HISTORY_FILE), plain)
 
 
 def _plain(value):
@@ -227,7 +228,14 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         params = self.params or {}
         self.epochs = params.get("epochs") or 1
@@ -321,7 +329,8 @@ def _arrays(data, what):
             raise ValueError(f"finetune: {name} contains NaN or inf values.")
         out.append(a)
     if len({a.shape[0] for a in out}) > 1:
-        raise ValueError(f"finetune: the arrays of {what} have different numbers of samples: {[a.shape[0] for a in out]}.")
+        counts = [a.shape[0] for a in out]
+        raise ValueError(f"finetune: the arrays of {what} have different numbers of samples: {counts}.")
     return out
 
 
