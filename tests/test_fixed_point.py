@@ -22,7 +22,7 @@ def np_quantize(x, k, i, f, rnd, sat):
     if sat == "SAT":
         n = np.clip(n, lo, hi)
     elif sat == "SAT_SYM":
-        n = np.clip(n, -k * hi, hi)
+        n = np.clip(n, np.where(b == 1, lo, -k * hi), hi)  # signed 1 bit: no symmetric range
     else:
         n = np.mod(n - lo, 2.0**b) + lo
     return np.where(b > 0, n * 2.0**-f, 0.0)

@@ -4,12 +4,16 @@ Layers need the bitwidth map of what feeds them (EBOPs of a multiply depend on
 both operands). Keras 3 records every layer call as a node; this module follows
 those nodes. A nested model's inner input is linked to the outer producer by
 ``link_nested_inputs(model)``, which every entry point (callbacks, trace,
-quantize) calls.
+quantize) calls. A nested model called several times is linked to its first call.
 """
+
+import weakref
 
 import keras
 
-_LINK_ATTR = "_hgq_outer_source"
+# inner InputLayer -> (outer producer, output index); kept outside the layer so Keras
+# does not track the outer producer as part of the InputLayer's state.
+_outer_sources = weakref.WeakKeyDictionary()
 
 
 def _history(tensor):
@@ -29,7 +33,7 @@ def resolve(op, tensor_index=0):
     """
     while True:
         if isinstance(op, keras.layers.InputLayer):
-            source = getattr(op, _LINK_ATTR, None)
+            source = _outer_sources.get(op)
             if source is None:
                 return op, tensor_index
             op, tensor_index = source
@@ -67,7 +71,7 @@ def link_nested_inputs(model):
             for inner, outer_t in zip(inner_inputs, outer):
                 inner_op = _history(inner)[0]
                 op, _, idx = _history(outer_t)
-                setattr(inner_op, _LINK_ATTR, (op, idx))
+                _outer_sources[inner_op] = (op, idx)
         link_nested_inputs(layer)
 
 

@@ -46,7 +46,9 @@ def apply_overflow(x, k, i, f, mode="WRAP"):
     if mode == "SAT":
         return ops.minimum(ops.maximum(x, -k * ops.power(2.0, i)), top)
     if mode == "SAT_SYM":
-        return ops.minimum(ops.maximum(x, -k * top), top)
+        # a signed 1-bit type has no symmetric range: ap_fixed then saturates like SAT
+        low = ops.where(k + i + f == 1, -k * ops.power(2.0, i), -k * top)
+        return ops.minimum(ops.maximum(x, low), top)
     if mode == "WRAP":
         span = ops.power(2.0, i + k)  # 2**(k+i) = size of the integer range
         offset = k * ops.power(2.0, i)
