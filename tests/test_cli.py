@@ -112,7 +112,7 @@ def test_explain_prints_the_plan(files, capsys):
         (lambda f: ["demo", "--seed", "one"], ["--seed", "invalid int value"]),
     ],
 )
-def test_quantize_explain_errors(files, capsys, tmp_path, make_argv, fragments):
+def test_quantize_explain_errors(files, capsys, tmp_path, monkeypatch, make_argv, fragments):
     f = dict(files)
     f["bad_section"] = str(tmp_path / "bad.yaml")
     (tmp_path / "bad.yaml").write_text("typse: {Dense: {beta: 1}}\n")
@@ -120,7 +120,7 @@ def test_quantize_explain_errors(files, capsys, tmp_path, make_argv, fragments):
     (tmp_path / "broken.yaml").write_text("types: [unclosed\n")
     f["miss"] = str(tmp_path / "miss.yaml")
     (tmp_path / "miss.yaml").write_text("names:\n  dense_9: {beta: 1.0e-5}\n")
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, *make_argv(f))
     assert_one_line_error(code, err, *fragments)
     assert not os.path.exists(tmp_path / "o.keras")
@@ -189,7 +189,7 @@ def test_report_untraced_model(qmodel_path, capsys, tmp_path):
         (lambda f, q: ["export", q, "--calib", f["calib"], "--out", "exp", "--cover-factor", "0"], ["> 0"]),
     ],
 )
-def test_finetune_report_export_errors(files, qmodel_path, capsys, tmp_path, make_argv, fragments):
+def test_finetune_report_export_errors(files, qmodel_path, capsys, tmp_path, monkeypatch, make_argv, fragments):
     f = dict(files)
     f["wrong"] = str(tmp_path / "wrong.npz")
     np.savez(f["wrong"], x=np.zeros((4, 5), "float32"), y=np.zeros(4, "int64"))
@@ -197,12 +197,13 @@ def test_finetune_report_export_errors(files, qmodel_path, capsys, tmp_path, mak
     np.savez(f["keys"], inputs=np.zeros((4, 6), "float32"), y=np.zeros(4, "int64"))
     f["nan"] = str(tmp_path / "nan.npz")
     np.savez(f["nan"], x=np.full((4, 6), np.nan, "float32"))
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, *make_argv(f, qmodel_path))
     assert_one_line_error(code, err, *fragments)
 
 
-def test_debug_shows_the_traceback(capsys):
+def test_debug_shows_the_traceback(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(Exception, match="does not exist"):
         main(["quantize", "missing.keras", "-o", "o.keras", "--debug"])
 
@@ -224,13 +225,14 @@ def test_demo_quick(capsys):
     assert "done in" in out
 
 
-def test_console_script_error_exit_code():
+def test_console_script_error_exit_code(tmp_path):
     """The installed entry point: one error line on stderr (TensorFlow's start-up lines aside), exit 2."""
     exe = os.path.join(os.path.dirname(sys.executable), "hgq-rewrite")
     argv = [exe] if os.path.exists(exe) else [sys.executable, "-c", "import sys; from hgq_rewrite.cli import main; "
                                               "sys.exit(main())"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(argv + ["explain", "missing.keras"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(argv + ["explain", "missing.keras"], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
     ours = [line for line in proc.stderr.splitlines() if line.startswith("hgq-rewrite")]
     assert ours == ["hgq-rewrite: error: float model file 'missing.keras' does not exist."]
