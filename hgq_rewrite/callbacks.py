@@ -2,14 +2,14 @@
 
 import keras
 
-from .layers.links import link_nested_inputs
+from .layers.links import link_model
 from .trace import h_layers, trace_minmax
 
 
 class _HGQCallback(keras.callbacks.Callback):
     def set_model(self, model):
         super().set_model(model)
-        link_nested_inputs(model)
+        link_model(model)
 
 
 class ResetMinMax(_HGQCallback):

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
-from .layers.links import link_nested_inputs
+from .layers.links import link_model
 from .schedules import BetaScheduler, as_schedule
 from .trace import h_layers
 
@@ -460,7 +460,7 @@ def finetune(
     """
     if not isinstance(qmodel, keras.Model):
         raise TypeError(f"finetune: qmodel must be a keras.Model, got {type(qmodel).__name__}.")
-    link_nested_inputs(qmodel)
+    link_model(qmodel)
     if not h_layers(qmodel):
         raise ValueError(
             f"finetune: qmodel {qmodel.name!r} has no HGQ layers; quantize it first (hgq_rewrite.quantize(model))."

@@ -28,7 +28,7 @@ from numbers import Real
 
 import keras
 
-from .layers.links import link_nested_inputs
+from .layers.links import link_model
 from .trace import h_layers
 
 
@@ -222,7 +222,7 @@ class BetaScheduler(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        link_nested_inputs(model)
+        link_model(model)
         if not h_layers(model):
             raise ValueError(f"BetaScheduler: model {model.name!r} has no H-layers whose beta could be set.")
 

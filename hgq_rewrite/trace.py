@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from .layers.base import HLayerBase
-from .layers.links import link_nested_inputs, walk_layers
+from .layers.links import link_model, walk_layers
 
 
 def h_layers(model):
@@ -68,7 +68,7 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
     if not isinstance(bsz, int) or bsz < 1:
         raise ValueError(f"trace_minmax: bsz must be a positive int, got {bsz!r}.")
     arrays = _as_inputs(data, model)
-    link_nested_inputs(model)
+    link_model(model)
     layers = h_layers(model)
     if not layers:
         raise ValueError(f"trace_minmax: model {model.name!r} has no H-layers to trace.")

@@ -24,3 +24,16 @@ def test_every_layer_round_trip(tmp_path):
                 np.testing.assert_array_equal(ma, mb)
     assert sum(layer.ebops for layer in hr.trace.h_layers(loaded)) == ebops
     assert loaded.get_layer("out").beta == model.get_layer("out").beta
+
+
+def test_reloaded_sequential_counts_each_layer_once(tmp_path):
+    """A reloaded Sequential keeps stale calls in its layers; EBOPs must count only the graph's."""
+    from hgq_rewrite.layers import HDense, HQuantize
+
+    model = keras.Sequential([keras.Input((8,)), HQuantize(), HDense(16, activation="relu"), HDense(4)])
+    x = np.random.default_rng(0).normal(size=(100, 8)).astype("float32")
+    ebops = hr.trace_minmax(model, x)
+    model.save(tmp_path / "s.keras")
+    loaded = keras.saving.load_model(tmp_path / "s.keras")
+    assert max(len(layer._inbound_nodes) for layer in loaded.layers) > 1  # the stale calls exist
+    assert hr.trace_minmax(loaded, x) == ebops

@@ -5,7 +5,8 @@ import numpy as np
 from keras import ops
 
 from ..quantizers import HQuantizer
-from .links import input_producers, input_shapes
+from ..quantizers.replicas import REPLICATED
+from .links import graph_node_indices, input_producers, input_shapes
 
 
 def bits_of(kif):
@@ -20,8 +21,11 @@ class BitMapMixin:
     def output_kif_map(self, exact=False):  # pragma: no cover - every subclass overrides
         raise NotImplementedError
 
-    def input_kif_maps(self, exact=False, node_index=0):
-        """(k, i, f) maps of every input of one call, broadcast to the full input shape ``(1, ...)``."""
+    def input_kif_maps(self, exact=False, node_index=None):
+        """(k, i, f) maps of every input of one call (default: the first call of the model graph),
+        broadcast to the full input shape ``(1, ...)``."""
+        if node_index is None:
+            node_index = graph_node_indices(self)[0]
         maps = []
         producers = input_producers(self, node_index)
         for (op, _), shape in zip(producers, input_shapes(self, node_index)):
@@ -58,10 +62,17 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     def _build_state(self, output_shape):
         self.paq.build(output_shape)
+        # the same value on every data-parallel replica (see quantizers.replicas)
         self._beta = self.add_weight(
-            name="beta", shape=(), initializer=keras.initializers.Constant(self._beta_init), trainable=False
+            name="beta",
+            shape=(),
+            initializer=keras.initializers.Constant(self._beta_init),
+            trainable=False,
+            aggregation=REPLICATED,
         )
-        self._ebops = self.add_weight(name="ebops", shape=(), initializer="zeros", trainable=False)
+        self._ebops = self.add_weight(
+            name="ebops", shape=(), initializer="zeros", trainable=False, aggregation=REPLICATED
+        )
 
     @property
     def beta(self):
@@ -87,9 +98,10 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         return ops.convert_to_tensor(0.0)
 
     def compute_ebops(self, exact=False):
-        """EBOPs summed over every call of this layer in the model graph."""
+        """EBOPs summed over every call of this layer in the model graph (a shared layer is
+        instantiated once per call)."""
         total = ops.convert_to_tensor(0.0)
-        for node_index in range(len(self._inbound_nodes)):
+        for node_index in graph_node_indices(self):
             total = total + self.ebops_of_call(self.input_kif_maps(exact, node_index), exact)
         return total
 
@@ -102,7 +114,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
             return
         ebops = self.compute_ebops(exact=False)
         self._ebops.assign(ops.stop_gradient(ebops))
-        self.add_loss(self._beta * ebops / len(self._inbound_nodes))
+        self.add_loss(self._beta * ebops / len(graph_node_indices(self)))
 
     def set_exact_ebops(self):
         """Store and return exact EBOPs from traced ranges (called by ``trace_minmax``)."""

@@ -39,7 +39,7 @@ from ..layers import (
 )
 from ..layers.base import HLayerBase, PLayerMixin
 from ..layers.kernel_base import HKernelLayer
-from ..layers.links import link_nested_inputs, walk_layers
+from ..layers.links import link_model, walk_layers
 from ..quantizers import NotTracedError
 from ..quantizers.fixed_point import round_to_grid
 from .fixed_point_layer import FixedPointQuantizer
@@ -427,7 +427,7 @@ def to_proxy_model(model, aggressive=True, max_table_bits=16, name=None):
         raise TypeError(f"to_proxy_model expects a keras.Model, got {type(model).__name__}.")
     if not model.built or (isinstance(model, keras.Sequential) and model._functional is None):
         raise ProxyConversionError(f"Model {model.name!r} is not built: call it on data or build it first.")
-    link_nested_inputs(model)
+    link_model(model)
     _check_traced(model)
     builder = _ProxyBuilder(aggressive, max_table_bits)
     functional = model._functional if isinstance(model, keras.Sequential) else model

@@ -13,6 +13,7 @@ import inspect
 
 import keras
 
+from ..layers.links import link_model
 from .converters.core import WeightedConverter
 from .errors import RewriteError
 from .registry import as_conversion
@@ -178,14 +179,7 @@ def build_model(internals):
             transfer()
         except Exception as e:
             raise RewriteError(f"Copying the weights of {lp.path!r} failed: {type(e).__name__}: {e}") from e
-    _link_nested_inputs(model)
+    link_model(model)
     return model
 
 
-def _link_nested_inputs(model):
-    """Let H-layers inside nested models find their producers in the parent (see `layers.links`)."""
-    try:
-        from hgq_rewrite.layers.links import link_nested_inputs
-    except ImportError:  # pragma: no cover - older layer packages
-        return
-    link_nested_inputs(model)
