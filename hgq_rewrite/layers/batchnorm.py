@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from ..quantizers.replicas import REPLICATED, moments
+
 
 class FoldedBatchNormMixin:
     """Adds a BatchNormalization after the kernel op, folded into kernel and bias.
@@ -25,9 +27,12 @@ class FoldedBatchNormMixin:
         channels = (self.out_channels(),)
         self.bn_gamma = self.add_weight(name="bn_gamma", shape=channels, initializer="ones", trainable=self.scale)
         self.bn_beta = self.add_weight(name="bn_beta", shape=channels, initializer="zeros", trainable=self.center)
-        self.moving_mean = self.add_weight(name="moving_mean", shape=channels, initializer="zeros", trainable=False)
+        # batch statistics are those of the global batch (all replicas), the same on every replica
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation=REPLICATED
+        )
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer="ones", trainable=False
+            name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation=REPLICATED
         )
 
     def folded_kernel_bias(self, x=None, training=False):
@@ -35,8 +40,8 @@ class FoldedBatchNormMixin:
         if training and x is not None:
             z = self.apply_kernel(x, self.kernel)
             axes = tuple(range(len(z.shape) - 1))
-            mean = ops.mean(z, axis=axes) + bias
-            var = ops.var(z, axis=axes)
+            mean, var = moments(z, axes)
+            mean = mean + bias
             m = self.momentum
             self.moving_mean.assign(m * self.moving_mean + (1 - m) * ops.stop_gradient(mean))
             self.moving_variance.assign(m * self.moving_variance + (1 - m) * ops.stop_gradient(var))

@@ -8,6 +8,7 @@ from keras import ops
 
 from .config import activation_config, kernel_config
 from .fixed_point import round_to_integer
+from .replicas import REPLICATED, replica_max, replica_min
 
 LN2 = math.log(2.0)
 _TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
@@ -133,8 +134,13 @@ class HQuantizer(keras.layers.Layer):
             constraint=ClipBits(*self.config["bw_clip"]),
         )
         if self.is_activation:
-            self.min = self.add_weight(name="min", shape=self.bw_shape, initializer="zeros", trainable=False)
-            self.max = self.add_weight(name="max", shape=self.bw_shape, initializer="zeros", trainable=False)
+            # ranges are reduced over all replicas in _record, so every replica holds the same value
+            self.min = self.add_weight(
+                name="min", shape=self.bw_shape, initializer="zeros", trainable=False, aggregation=REPLICATED
+            )
+            self.max = self.add_weight(
+                name="max", shape=self.bw_shape, initializer="zeros", trainable=False, aggregation=REPLICATED
+            )
             self.reset_minmax()
 
     # -- forward ---------------------------------------------------------------------------------
@@ -153,8 +159,8 @@ class HQuantizer(keras.layers.Layer):
         return out
 
     def _record(self, xq):
-        lo = ops.min(xq, axis=self.axes, keepdims=True)
-        hi = ops.max(xq, axis=self.axes, keepdims=True)
+        lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
+        hi = replica_max(ops.max(xq, axis=self.axes, keepdims=True))
         self.min.assign(ops.minimum(self.min, ops.cast(lo, self.min.dtype)))
         self.max.assign(ops.maximum(self.max, ops.cast(hi, self.max.dtype)))
 
@@ -181,7 +187,8 @@ class HQuantizer(keras.layers.Layer):
         ``exact=False``: differentiable estimate used in training (f through STE rounding).
         ``exact=True``: the smallest format holding every traced value.
         """
-        lo, hi = self.min, self.max
+        # tensors, not Variables: jax.numpy functions (ops.where) refuse Variables under jit
+        lo, hi = ops.convert_to_tensor(self.min), ops.convert_to_tensor(self.max)
         if exact:
             if not self.is_traced():
                 raise NotTracedError(
