@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from ..quantizers import HQuantizer
-from ..quantizers.replicas import REPLICATED
+from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
 from .links import graph_node_indices, input_producers, input_shapes
 
 
@@ -115,6 +115,19 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         ebops = self.compute_ebops(exact=False)
         self._ebops.assign(ops.stop_gradient(ebops))
         self.add_loss(self._beta * ebops / len(graph_node_indices(self)))
+
+    # tf.distribute: one list of loss terms per replica thread, not one shared by all (see replica_losses)
+    def add_loss(self, loss):
+        if replica_context() is None:
+            return super().add_loss(loss)
+        replica_losses(self).append(loss)
+
+    def _get_own_losses(self):
+        return super()._get_own_losses() + list(replica_losses(self))
+
+    def _clear_losses(self):
+        super()._clear_losses()
+        replica_losses(self).clear()
 
     def set_exact_ebops(self):
         """Store and return exact EBOPs from traced ranges (called by ``trace_minmax``)."""

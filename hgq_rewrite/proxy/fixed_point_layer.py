@@ -57,6 +57,15 @@ def kif_to_mask(k, i, f):
     return normalize_kbi(k, k + i + f, k + i)
 
 
+def _enable_float64(dtype):
+    """JAX computes in float64 only with ``jax_enable_x64``; switch it on when a float64 proxy is made or loaded."""
+    if keras.backend.backend() == "jax" and dtype == "float64":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+
+
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class FixedPointQuantizer(keras.layers.Layer):
     """Emulate a cast to ``ap_(u)fixed<B, I, RND, SAT>``, per element.
@@ -95,6 +104,7 @@ class FixedPointQuantizer(keras.layers.Layer):
         kwargs.setdefault("dtype", "float64")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
+        _enable_float64(self.compute_dtype)
         if RND not in ROUNDING_MODES:
             raise ValueError(f"Unknown rounding mode RND={RND!r}; use one of {ROUNDING_MODES}.")
         if SAT not in OVERFLOW_MODES:

@@ -6,7 +6,7 @@ sign, ``f`` fractional bits; total width ``b = k + i + f``. hls4ml's
 ``b <= 0`` are pruned to exactly 0. Arguments broadcast against ``x``.
 """
 
-from keras import ops
+from keras import backend, ops
 
 ROUNDING_MODES = ("RND", "TRN", "RND_CONV")
 OVERFLOW_MODES = ("WRAP", "SAT", "SAT_SYM")
@@ -20,12 +20,18 @@ def check_modes(round_mode, overflow_mode=None):
         raise ValueError(f"Unknown overflow mode {overflow_mode!r}; use one of {OVERFLOW_MODES}.")
 
 
+def _floor(y):
+    # keras.ops.floor returns float32 for float64 input on JAX (Keras' 64 -> 32-bit promotion); floor_divide
+    # keeps float64, which proxy models need to stay exact
+    return ops.floor_divide(y, 1.0) if backend.standardize_dtype(y.dtype) == "float64" else ops.floor(y)
+
+
 def round_to_integer(y, mode):
     """Round ``y`` to an integer: RND half up, TRN floor, RND_CONV half to even."""
     if mode == "RND":
-        return ops.floor(y + 0.5)
+        return _floor(y + 0.5)
     if mode == "TRN":
-        return ops.floor(y)
+        return _floor(y)
     if mode == "RND_CONV":
         return ops.round(y)  # keras.ops.round rounds half to even
     check_modes(mode)

@@ -17,6 +17,9 @@ copies identical. Outside a replica context (one device, eager calls, callbacks)
 every helper is the identity.
 """
 
+import threading
+import weakref
+
 from keras import backend, ops
 
 REPLICATED = "only_first_replica"
@@ -33,6 +36,24 @@ def replica_context():
     if ctx is None or ctx.num_replicas_in_sync <= 1:
         return None
     return ctx
+
+
+_thread = threading.local()
+
+
+def replica_losses(layer):
+    """The ``add_loss`` terms ``layer`` added in this replica's thread (a list to append to or clear).
+
+    ``tf.distribute`` runs the replicas of a step in parallel threads that share the layer
+    objects, while Keras keeps one ``add_loss`` list per layer. Once the replicas synchronise
+    (the gathers and all-reduces here), every replica would read every replica's EBOPs term:
+    the logged loss would count it once per replica (gradient tapes are per thread, so the
+    gradients stay right). H-layers keep their terms per thread instead (`HLayerBase.add_loss`).
+    """
+    store = getattr(_thread, "losses", None)
+    if store is None:
+        store = _thread.losses = weakref.WeakKeyDictionary()
+    return store.setdefault(layer, [])
 
 
 def _gather(x):
