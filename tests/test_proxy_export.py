@@ -59,25 +59,11 @@ def test_seed_quickstart_end_to_end(tmp_path):
     """The seed document's workflow on digits, with the user's own hls4ml call."""
     import hls4ml
     from data import digits_28x28
-
-    from hgq_rewrite.layers import HConv2D, HDense, HQuantize, PFlatten, PMaxPooling2D, PReshape
+    from test_seed_quickstart import seed_model  # the seed document's model, as written
 
     keras.utils.set_random_seed(1)
     x, y, xt, yt = digits_28x28()
-    beta = 3e-5
-    model = keras.models.Sequential([
-        HQuantize(beta=beta),
-        PReshape((28, 28, 1)),
-        PMaxPooling2D((2, 2)),
-        HConv2D(2, (3, 3), activation='relu', beta=beta, parallel_factor=144),
-        PMaxPooling2D((2, 2)),
-        HConv2D(2, (3, 3), activation='relu', beta=beta, parallel_factor=16),
-        PMaxPooling2D((2, 2)),
-        PFlatten(),
-        HDense(10, beta=beta),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.001),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    model = seed_model(beta=3e-5)
     model.fit(x, y, epochs=8, batch_size=16, callbacks=[hr.ResetMinMax(), hr.FreeBOPs()], verbose=0)
 
     hgq_accuracy = model.evaluate(xt, yt, verbose=0)[1]
