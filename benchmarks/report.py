@@ -166,6 +166,8 @@ def markdown(results, plot_name):
     lines.append("")
 
     lines += ["## Scaling (chain models: Dense → BatchNorm → ReLU repeated)", "",
+              "One run per step; the recursion limit is raised to n + 1000 (Keras itself needs it to build "
+              "models of 1,000+ layers).", "",
               "| float layers | explain s | quantize s | trace_minmax s | to_proxy_model s | hls4ml convert s | "
               "hls4ml compile s |", "|---|---|---|---|---|---|---|"]
     for row in results.get("scaling", []):

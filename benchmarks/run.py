@@ -39,7 +39,7 @@ FULL = {
         "mnist1d": {"float_epochs": 60, "ft_epochs": 30, "batch_size": 64},
         "jets": {"float_epochs": 30, "ft_epochs": 20, "batch_size": 128},
     },
-    "betas": [1e-6, 1e-5, 1e-4, 5e-4],
+    "betas": [1e-6, 1e-5, 3e-5, 1e-4, 5e-4],
     "float_lr": 3e-3,
     "ft_lr": 1e-3,
     "compile_tasks": ["digits28", "mnist1d", "jets"],
@@ -49,7 +49,7 @@ FULL = {
     "max_train": None,
     "max_test": None,
     "scaling_sizes": [10, 100, 1000, 5000],
-    "scaling_max_export": 1000,
+    "scaling_max_export": 5000,
     "scaling_max_hls": 100,
 }
 QUICK = {

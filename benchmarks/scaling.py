@@ -8,10 +8,17 @@ repeated, one input) of N float layers:
 - hls4ml ``convert_from_keras_model`` + ``compile()`` of the proxy: sizes up to ``max_hls``.
 
 Each step runs once (these are seconds-to-minutes operations, not micro-benchmarks).
+
+Keras builds and walks functional models recursively: a 1,000-layer chain already exceeds
+Python's default recursion limit inside ``keras.Model(...)`` itself. The section therefore
+runs in a thread with a large stack and raises the recursion limit to what Keras needs for
+the size (``n + 1000``); our library is measured under that same limit.
 """
 
 import gc
 import os
+import sys
+import threading
 import time
 
 import keras
@@ -42,12 +49,37 @@ def _timed(fn, *args, **kwargs):
 
 
 def run_scaling(sizes, max_export, max_hls, workdir, log=print):
+    """Run `scaling_rows` in a thread with a 512 MiB stack (deep Keras recursion)."""
+    out = {}
+
+    def target():
+        try:
+            out["rows"] = scaling_rows(sizes, max_export, max_hls, workdir, log)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            out["exc"] = exc
+
+    old_stack = threading.stack_size(512 * 2**20)
+    try:
+        thread = threading.Thread(target=target, name="scaling")
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(old_stack)
+    if "exc" in out:
+        raise out["exc"]
+    return out["rows"]
+
+
+def scaling_rows(sizes, max_export, max_hls, workdir, log=print):
     import hgq_rewrite as hr
 
     _, to_proxy_model = ours_available()
     rows = []
     for n in sizes:
         row = {"layers": n}
+        old_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(old_limit, n + 1000))
+        row["recursion_limit"] = sys.getrecursionlimit()
         try:
             model, row["build_float_s"] = _timed(lambda: chain_model(n))
             model, row["chain_source"] = model
@@ -71,6 +103,8 @@ def run_scaling(sizes, max_export, max_hls, workdir, log=print):
                             _, row["hls4ml_compile_s"] = _timed(hls_model.compile)
         except Exception as exc:  # record and go on with the next size
             row.update(error_record(exc))
+        finally:
+            sys.setrecursionlimit(old_limit)
         log(f"  scaling {n:>5} layers: " + ", ".join(
             f"{k} {v:.3f}s" for k, v in row.items() if k.endswith("_s")) + (f"  ERROR {row['error']}" if "error" in row else ""))
         rows.append(row)
