@@ -24,6 +24,7 @@ import numpy as np
 
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .layers.links import link_model
+from .quantizers.replicas import distributed
 from .schedules import BetaScheduler, as_schedule
 from .trace import h_layers
 
@@ -420,6 +421,7 @@ def finetune(
     calibration_data=None,
     callbacks=None,
     verbose=1,
+    distribution=None,
 ):
     """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
 
@@ -448,6 +450,11 @@ def finetune(
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
         callbacks: extra Keras callbacks (run before `ResetMinMax`).
         verbose: 0 silent, 1 rich progress bar and one line per epoch, 2 one line per epoch.
+        distribution: train data-parallel: a ``tf.distribute`` strategy (TensorFlow backend,
+            e.g. ``tf.distribute.MirroredStrategy()``) or a ``keras.distribution.Distribution``
+            (JAX backend, e.g. ``keras.distribution.DataParallel()``). A model built outside
+            its scope is trained as a copy made inside it, and the trained weights are put back
+            into ``qmodel``. None: the current scope/distribution, if any.
 
     Returns:
         ``(history, front)``: the Keras ``History`` and the list of `FrontEntry`
@@ -505,8 +512,6 @@ def finetune(
     else:
         bops = FreeBOPs()
 
-    if not qmodel.compiled:
-        default_compile(qmodel, ys, learning_rate)
     if metric is not None and (not isinstance(metric, str) or not metric):
         raise ValueError(f"finetune: metric must be the name of a logged metric, got {metric!r}.")
     if metric is not None and metric.startswith("val_") and val is None:
@@ -520,8 +525,11 @@ def finetune(
         cbs.append(_EpochLines())
     cbs += list(callbacks or [])
     cbs.append(ResetMinMax())
-    history = qmodel.fit(
-        _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs, verbose=0
-    )
+    with distributed(qmodel, distribution) as model:
+        if not model.compiled:
+            default_compile(model, ys, learning_rate)
+        history = model.fit(
+            _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs, verbose=0
+        )
     front.write_summary(history.history)
     return history, front.front
