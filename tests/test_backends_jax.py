@@ -1,0 +1,107 @@
+"""JAX backend specifics: gradients through ``stateless_call`` (the JAX trainer's path), state updates
+returned by it, ``add_loss`` collection, and float64 proxies. Skipped unless ``KERAS_BACKEND=jax``.
+
+(tests/test_quantizer.py checks the same gradients with ``tf.GradientTape``; the JAX step of CI
+deselects those and runs these.)
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX backend only")
+
+from hgq_rewrite.layers import HDense, HDenseBatchNorm, HQuantize  # noqa: E402
+from hgq_rewrite.quantizers import HQuantizer  # noqa: E402
+
+
+def _grads(layer, x, training=True):
+    """d sum(layer(x)) / d(x, trainable variables), and the non-trainable values after the call."""
+    import jax
+
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    def total(x, trainable):
+        y, new_state = layer.stateless_call(trainable, non_trainable, x, training=training)
+        return ops.sum(y), (y, new_state)
+
+    (gx, gw), (y, state) = jax.grad(total, argnums=(0, 1), has_aux=True)(x, trainable)
+    return np.asarray(gx), [np.asarray(g) for g in gw], np.asarray(y), [np.asarray(s) for s in state]
+
+
+def test_gradients_straight_through_and_bit_surrogate():
+    q = HQuantizer({"init_bw": 1}, "activation")
+    q.build((None, 4, 3))
+    x = np.random.default_rng(0).normal(size=(5, 4, 3)).astype("float32")
+    gx, (gf,), y, (lo, hi) = _grads(q, x)
+    xq = np.floor(x * 2 + 0.5) / 2
+    np.testing.assert_array_equal(gx, np.ones_like(x))
+    np.testing.assert_allclose(gf, -math.log(2) * (xq - x).sum(axis=0, keepdims=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(y, xq)
+    # the range recorded in the call comes back as new state (JAX training is stateless)
+    np.testing.assert_array_equal(lo[0], xq.min(axis=0))
+    np.testing.assert_array_equal(hi[0], xq.max(axis=0))
+
+
+@pytest.mark.parametrize("granularity, bw_shape", [("element", (4, 3)), ("channel", (1, 3)), ((1,), (4, 1))])
+def test_kernel_gradient_sums_over_shared_axes(granularity, bw_shape):
+    import jax
+
+    q = HQuantizer({"init_bw": 1, "granularity": granularity}, "kernel")
+    q.build((4, 3))
+    w = np.random.default_rng(2).normal(size=(4, 3)).astype("float32")
+    (fbw,) = [v.value for v in q.trainable_variables]
+
+    def total(fbw):
+        y, _ = q.stateless_call([fbw], [], w, training=True)
+        return ops.sum(y)
+
+    g = np.asarray(jax.grad(total)(fbw))
+    f = np.round(np.asarray(q.fbw))
+    delta = np.floor(w * 2.0**f + 0.5) / 2.0**f - w
+    axes = tuple(a for a in range(2) if bw_shape[a] == 1)
+    np.testing.assert_allclose(g, -math.log(2) * delta.sum(axis=axes, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_ebops_loss_and_state_come_back_from_a_jitted_train_step():
+    import jax
+
+    inp = keras.Input((6,))
+    x = HQuantize(name="q")(inp)
+    x = HDenseBatchNorm(5, activation="relu", beta=1e-3, name="d1")(x)
+    model = keras.Model(inp, HDense(2, beta=1e-3, name="d2")(x))
+    data = np.random.default_rng(1).normal(size=(32, 6)).astype("float32")
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    @jax.jit
+    def step(trainable, non_trainable, x):
+        y, state, losses = model.stateless_call(trainable, non_trainable, x, training=True, return_losses=True)
+        return y, state, losses
+
+    _, state, losses = step(trainable, non_trainable, data)
+    new = {v.path: np.asarray(s) for v, s in zip(model.non_trainable_variables, state)}
+    assert new["d1/ebops"] > 0 and new["d2/ebops"] > 0
+    # one beta * EBOPs term per H-layer with multiplies (the others are the bit-count L1 terms)
+    values = np.asarray([float(v) for v in losses])
+    for name in ("d1", "d2"):
+        assert np.sum(np.isclose(values, 1e-3 * new[f"{name}/ebops"], rtol=1e-6)) == 1, (name, values)
+    assert np.all(np.isfinite(new["d1/d1_paq/min"])) and np.any(new["d1/moving_mean"] != 0)
+
+
+def test_float64_proxy_computes_in_float64():
+    """Proxies switch on jax_enable_x64 (JAX is float32 otherwise) and stay exact beyond 24 bits."""
+    import jax
+
+    from hgq_rewrite.proxy import FixedPointQuantizer
+
+    layer = FixedPointQuantizer.from_kif(1, 30, 20)
+    assert jax.config.jax_enable_x64
+    x = np.array([[2.0**29 + 2.0**-20, -(2.0**28) - 3 * 2.0**-20]])
+    y = ops.convert_to_numpy(layer(x))
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, x)
