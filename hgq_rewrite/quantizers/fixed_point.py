@@ -23,7 +23,9 @@ def check_modes(round_mode, overflow_mode=None):
 def _floor(y):
     # keras.ops.floor returns float32 for float64 input on JAX (Keras' 64 -> 32-bit promotion); floor_divide
     # keeps float64, which proxy models need to stay exact
-    return ops.floor_divide(y, 1.0) if backend.standardize_dtype(y.dtype) == "float64" else ops.floor(y)
+    if backend.backend() == "jax" and backend.standardize_dtype(y.dtype) == "float64":
+        return ops.floor_divide(y, 1.0)
+    return ops.floor(y)
 
 
 def round_to_integer(y, mode):
