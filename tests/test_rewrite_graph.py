@@ -3,7 +3,7 @@
 import keras
 import pytest
 from keras import layers as L
-from test_rewrite_models import nested_shared, residual_convnet, two_input
+from test_rewrite_models import nested_shared, residual_convnet, subclassed_model, two_input
 
 from hgq_rewrite.rewrite import UnsupportedModelError
 from hgq_rewrite.rewrite.graph import build_graph
@@ -66,16 +66,7 @@ def test_nested_model_called_twice_walked_once():
 
 
 def test_subclassed_model_rejected():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = L.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    net = Net()
-    net(keras.ops.zeros((1, 3)))
+    net = subclassed_model()
     with pytest.raises(UnsupportedModelError, match="subclassed.*Functional API"):
         build_graph(net)
 

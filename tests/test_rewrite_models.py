@@ -166,3 +166,19 @@ def test_fingerprint_sees_weight_changes():
     assert fingerprint(m, {"a": 2}) != before
     m.get_layer("dense1").bias.assign(np.ones(64))
     assert fingerprint(m, {"a": 1}) != before
+
+
+def subclassed_model():
+    """A built subclassed model (not Functional or Sequential), which the rewrite must refuse."""
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.d(x)
+
+    net = Net()
+    net(keras.ops.zeros((1, 3)))
+    return net

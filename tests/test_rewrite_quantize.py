@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from keras import layers as L
-from test_rewrite_models import HIGH_BITS, MODELS, fingerprint, sample_inputs, sample_targets
+from test_rewrite_models import HIGH_BITS, MODELS, fingerprint, sample_inputs, sample_targets, subclassed_model
 
 from hgq_rewrite.layers import HActivation, HAdd, HConv1DBatchNorm, HDense, HDenseBatchNorm, HQuantize
 from hgq_rewrite.rewrite import UnsupportedLayerError, UnsupportedModelError, quantize
@@ -110,16 +110,7 @@ def test_unsupported_layers_one_error_with_remedies():
 
 
 def test_subclassed_model_error():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = L.Dense(2)
-
-        def call(self, x):
-            return self.d(x)
-
-    net = Net()
-    net(np.zeros((1, 3), "float32"))
+    net = subclassed_model()
     with pytest.raises(UnsupportedModelError, match="subclassed"):
         quantize(net)
 
