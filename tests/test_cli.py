@@ -106,7 +106,7 @@ def test_explain_prints_the_plan(files, capsys):
         (lambda f: ["quantize", f["float"], "-o", "o.txt"], ["must end with .keras"]),
         (lambda f: ["quantize", f["float"], "-o", "o.keras", "--config", "nope.yaml"], ["nope.yaml", "does not exist"]),
         (lambda f: ["explain", f["float"], "--config", f["bad_section"]], ["unknown section", "typse"]),
-        (lambda f: ["explain", f["float"], "--config", f["bad_yaml"]], ["cannot parse"]),
+        (lambda f: ["explain", f["float"], "--config", f["bad_yaml"]], ["annot parse"]),
         (lambda f: ["quantize", f["float"], "-o", "o.keras", "--config", f["miss"]], ["match no layer", "dense_9"]),
         (lambda f: ["frobnicate"], ["invalid choice"]),
         (lambda f: ["demo", "--seed", "one"], ["--seed", "invalid int value"]),
@@ -130,7 +130,7 @@ def test_yaml_is_loaded_safely(files, capsys, tmp_path):
     cfg = tmp_path / "evil.yaml"
     cfg.write_text("types: !!python/object/apply:os.system ['echo hacked']\n")
     code, out, err = run(capsys, "explain", files["float"], "--config", cfg)
-    assert_one_line_error(code, err, "cannot parse")
+    assert_one_line_error(code, err, "annot parse")
     assert "hacked" not in out
 
 

@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 
-from .io import CLIError, check_inputs, load_config, load_hgq, load_keras, load_npz, pack, save_keras
+from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, pack, save_keras
 
 
 def cmd_quantize(args):
     import hgq_rewrite as hr
 
     model = load_keras(args.model, "float model")
-    config = load_config(args.config)
+    config = args.config  # a YAML/JSON path: the rewrite policy reads and checks it
     plan = hr.explain(model, config, beta=args.beta)
     qmodel = hr.quantize(model, config, beta=args.beta, strict=not args.lenient)
     save_keras(qmodel, args.output)
@@ -30,7 +30,7 @@ def cmd_explain(args):
     import hgq_rewrite as hr
 
     model = load_keras(args.model, "float model")
-    plan = hr.explain(model, load_config(args.config), beta=args.beta)
+    plan = hr.explain(model, args.config, beta=args.beta)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=1, default=str))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 
@@ -63,31 +62,6 @@ def save_keras(model, path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     model.save(path)
-
-
-def load_config(path):
-    """A rewrite config from a YAML file (``yaml.safe_load``) or a JSON file."""
-    if path is None:
-        return None
-    if not os.path.isfile(path):
-        raise CLIError(f"config file {path!r} does not exist.")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        if path.lower().endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as e:  # noqa: BLE001
-        raise CLIError(f"cannot parse config file {path!r}: {one_line(e)}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CLIError(f"config file {path!r} must hold a mapping (sections defaults/types/patterns/names), "
-                       f"not a {type(data).__name__}.")
-    return data
 
 
 def load_npz(path, need_y=False, what="data"):
