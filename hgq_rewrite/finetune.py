@@ -22,6 +22,7 @@ from numbers import Integral, Real
 import keras
 import numpy as np
 
+from .bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam, check_scale
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .layers.links import link_model
 from .quantizers.replicas import distributed
@@ -364,8 +365,8 @@ def _outputs_probabilities(model):
     return name in ("softmax", "sigmoid")
 
 
-def default_compile(model, y, learning_rate=1e-3):
-    """Compile with Adam and a loss guessed from the targets ``y``; return the loss name.
+def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE):
+    """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster) and a loss guessed from the targets ``y``; return the loss name.
 
     Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
     for a single output unit) with accuracy. Float targets: mean squared error.
@@ -387,7 +388,8 @@ def default_compile(model, y, learning_rate=1e-3):
             loss, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=logits), ["accuracy"]
     else:
         loss, metrics = keras.losses.MeanSquaredError(), ["mae"]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=metrics)
+    optimizer = BitwidthAdam(learning_rate=learning_rate, bitwidth_lr_scale=bitwidth_lr_scale)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return type(loss).__name__
 
 
@@ -418,6 +420,7 @@ def finetune(
     pareto_dir=None,
     metric=None,
     learning_rate=1e-3,
+    bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -446,6 +449,8 @@ def finetune(
             without validation data) when the model tracks accuracy, else
             ``val_loss`` / ``loss``. Losses and errors are minimised, others maximised.
         learning_rate: Adam's learning rate when `finetune` compiles the model.
+        bitwidth_lr_scale: when `finetune` compiles the model, the bitwidth variables step
+            this many times faster than the weights (`BitwidthAdam`); 1.0 is plain Adam.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
         callbacks: extra Keras callbacks (run before `ResetMinMax`).
@@ -478,6 +483,7 @@ def finetune(
         raise ValueError(f"finetune: batch_size must be an integer >= 1, got {batch_size!r}.")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, Real) or not learning_rate > 0:
         raise ValueError(f"finetune: learning_rate must be a number > 0, got {learning_rate!r}.")
+    bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"finetune: verbose must be 0, 1 or 2, got {verbose!r}.")
     if y is None:
@@ -527,7 +533,7 @@ def finetune(
     cbs.append(ResetMinMax())
     with distributed(qmodel, distribution) as model:
         if not model.compiled:
-            default_compile(model, ys, learning_rate)
+            default_compile(model, ys, learning_rate, bitwidth_lr_scale)
         history = model.fit(
             _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs, verbose=0
         )
