@@ -1,17 +1,22 @@
 """hgq_rewrite: float Keras model -> HGQ model -> bit-exact hls4ml firmware."""
 
 from . import proxy  # noqa: F401  (registers the hls4ml handlers of the proxy layers)
+from .bitwidth_step import BitwidthAdam, BitwidthStepMixin
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .finetune import ParetoFront, finetune
 from .proxy import to_proxy_model
 from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_kq_conf, set_default_paq_conf
 from .rewrite import explain, quantize, register_converter
+from .rewrite.init_bits import init_bits
 from .schedules import BetaScheduler
 from .trace import trace_minmax
 
 __all__ = [
     "quantize",
     "explain",
+    "init_bits",
+    "BitwidthAdam",
+    "BitwidthStepMixin",
     "register_converter",
     "finetune",
     "trace_minmax",

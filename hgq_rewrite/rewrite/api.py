@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 from .build import build_model
+from .init_bits import DEFAULT_TOLERANCE, init_bits
 from .errors import ConfigError, UnsupportedLayerError
 from .plan import Plan
 from .planner import make_plan
@@ -33,7 +34,7 @@ def explain(model, config=None, *, beta=None) -> Plan:
     return make_plan(model, config, beta)
 
 
-def quantize(model, config=None, *, beta=None, strict=True):
+def quantize(model, config=None, *, beta=None, strict=True, calibration_data=None, init_tolerance=DEFAULT_TOLERANCE):
     """Rewrite a float Keras model into an HGQ model, with its trained weights.
 
     Every supported layer becomes its HGQ counterpart (Dense → HDense, Conv2D →
@@ -50,6 +51,12 @@ def quantize(model, config=None, *, beta=None, strict=True):
         beta: default EBOPs penalty of every HGQ layer.
         strict: if True, config keys that match no layer raise `ConfigError`;
             if False they only warn.
+        calibration_data: inputs of the float model (array or list of arrays). If given,
+            every quantizer's initial bits are set from the trained weights and these
+            data (`init_bits`): the fewest bits keeping the output within
+            ``init_tolerance`` of the float output. None: the configured ``init_bw``.
+        init_tolerance: relative RMS output error allowed by `init_bits` (float, or a dict
+            ``{layer name: float or None, "*": default}``; None keeps a layer's ``init_bw``).
 
     Returns:
         The HGQ `keras.Model` (uncompiled; same kind and layer names).
@@ -80,4 +87,7 @@ def quantize(model, config=None, *, beta=None, strict=True):
             warnings.warn(f"{lp.path!r} is kept float: {lp.reason}", stacklevel=2)
     if not plan.by_decision("convert"):
         warnings.warn(f"quantize({model.name!r}): no layer was converted; the result is a float copy.", stacklevel=2)
-    return build_model(plan._internal)
+    qmodel = build_model(plan._internal)
+    if calibration_data is not None:
+        init_bits(qmodel, calibration_data, init_tolerance)
+    return qmodel
