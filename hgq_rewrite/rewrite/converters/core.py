@@ -6,6 +6,8 @@ is built and the BN's statistics copied into it), and ``activation="relu"``
 from a following ReLU.
 """
 
+import math
+
 import keras
 
 from ..registry import Conversion, Converter, register_builtin
@@ -32,6 +34,10 @@ class WeightedConverter(Converter):
 
     def structure(self, layer):
         raise NotImplementedError
+
+    def default_parallel_factor(self, layer):  # noqa: ARG002 - None keeps the HGQ layer's own default
+        """``parallel_factor`` when the config sets none."""
+        return None
 
     def check(self, layer):
         mode = getattr(layer, "quantization_mode", None)
@@ -77,6 +83,8 @@ class WeightedConverter(Converter):
         kwargs.update(self.carried_kwargs(layer))
         kwargs.update(activation=inner, use_bias=layer.use_bias, name=settings.name)
         kwargs.update(settings.kwargs("kq_conf", "paq_conf", "beta", "parallel_factor"))
+        if "parallel_factor" not in kwargs and self.default_parallel_factor(layer) is not None:
+            kwargs["parallel_factor"] = self.default_parallel_factor(layer)
         if bn is not None:
             kwargs.update(momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale)
         new = cls(**kwargs)
@@ -114,6 +122,17 @@ class DenseConverter(WeightedConverter):
 
 
 class _ConvConverter(WeightedConverter):
+    def default_parallel_factor(self, layer):
+        """Fully parallel (io_parallel, latency-bound): one output position per kernel application,
+        so EBOPs count every output position and the proxy asks hls4ml for a fully parallel conv."""
+        try:
+            spatial = tuple(layer.output.shape[1:-1])
+        except (AttributeError, ValueError):  # a layer called several times has no single output
+            return None
+        if not spatial or any(d is None for d in spatial):
+            return None
+        return int(math.prod(spatial))
+
     def check(self, layer):
         reason = super().check(layer)
         if reason:
