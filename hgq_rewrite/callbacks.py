@@ -1,4 +1,7 @@
-"""Training callbacks: range reset each epoch, and EBOPs in the logs."""
+"""Training callbacks: range reset each epoch, EBOPs in the logs, and a stop on a NaN loss."""
+
+import math
+from numbers import Integral
 
 import keras
 
@@ -33,8 +36,10 @@ class CalibratedBOPs(_HGQCallback):
 
     def __init__(self, calibration_data, bsz=None):
         super().__init__()
+        if bsz is not None and (isinstance(bsz, bool) or not isinstance(bsz, Integral) or bsz < 1):
+            raise ValueError(f"CalibratedBOPs: bsz must be an integer >= 1 or None, got {bsz!r}.")
         self.calibration_data = calibration_data
-        self.bsz = bsz
+        self.bsz = None if bsz is None else int(bsz)
 
     def on_epoch_end(self, epoch, logs=None):
         data = self.calibration_data
@@ -42,3 +47,32 @@ class CalibratedBOPs(_HGQCallback):
         value = trace_minmax(self.model, data, bsz=self.bsz or n)
         if logs is not None:
             logs["bops"] = value
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss turned NaN or inf (raised by `StopOnNonFiniteLoss`)."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with `NonFiniteLossError` as soon as a batch's loss is NaN or inf.
+
+    Keras' ``TerminateOnNaN`` stops silently; this names the epoch and batch, so a
+    run that diverged cannot pass for one that finished.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        value = float(loss)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"the loss became {value} at epoch {self.epoch + 1}, batch {batch + 1}: training stopped"
+            )

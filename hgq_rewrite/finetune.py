@@ -7,14 +7,23 @@ after every epoch the (metric, EBOPs) point is compared with the points kept so
 far; a point no other point beats on both is kept (saved as ``.keras`` in the
 folder the user names), and the points it beats are dropped (their files
 deleted). ``front.json`` and ``history.json`` in that folder describe the run
-(`hgq-rewrite report --pareto DIR` plots them).
+(`hgq-rewrite report --pareto DIR` plots them). Every file is written to a
+temporary file in the folder and renamed into place once complete.
+
+`finetune` checks every argument before it touches the model, refuses a folder
+holding an earlier run unless ``overwrite=True``, stops with `NonFiniteLossError`
+when the loss turns NaN or inf, and on any failure puts the model's weights and
+compile state back as they were.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from numbers import Integral, Real
@@ -23,7 +32,8 @@ import keras
 import numpy as np
 
 from .bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam, check_scale
-from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
+from .callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
+from .files import is_temporary, save_model, write_json
 from .layers.links import link_model
 from .quantizers.replicas import distributed
 from .schedules import BetaScheduler, as_schedule
@@ -167,7 +177,7 @@ class ParetoFront(keras.callbacks.Callback):
         if self.model is not None:
             if self.directory is not None:
                 entry.path = os.path.join(self.directory, f"epoch{epoch + 1:04d}.keras")
-                self.model.save(entry.path)
+                save_model(self.model, entry.path)
             else:
                 entry.weights = [np.array(w) for w in self.model.get_weights()]
         self.entries.append(entry)
@@ -199,10 +209,46 @@ def _plain(value):
 
 
 def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    write_json(path, data)
+
+
+_RUN_FILE = re.compile(r"^(epoch\d{4,}\.keras|last\.keras|front\.json|history\.json)$")
+
+
+def _is_run_file(name):
+    """True for the names of the files a finetune run writes into its folder."""
+    return bool(_RUN_FILE.match(name)) or is_temporary(name)
+
+
+def check_run_dir(directory, overwrite=False, what="pareto_dir"):
+    """Check a finetune folder before training; return the files ``overwrite`` will delete.
+
+    Raises:
+        ValueError: the path is a file; or the folder is not empty and ``overwrite`` is False;
+            or it holds files that a finetune run does not write (never deleted).
+    """
+    directory = os.fspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"finetune: {what} {directory!r} is a file; give a folder (new or empty) for the front.")
+    if not os.path.isdir(directory):
+        return []
+    names = sorted(os.listdir(directory))
+    if not names:
+        return []
+    foreign = [n for n in names if not (_is_run_file(n) and os.path.isfile(os.path.join(directory, n)))]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(
+            f"finetune: {what} {directory!r} holds files not written by finetune ({shown}); "
+            "choose a new or empty folder (overwrite only deletes an earlier run's files)."
+        )
+    if not overwrite:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ValueError(
+            f"finetune: {what} {directory!r} holds an earlier run ({shown}); choose a new folder, or pass "
+            "overwrite=True (command line: --overwrite) to delete that run first."
+        )
+    return [os.path.join(directory, n) for n in names]
 
 
 def load_front(directory):
@@ -309,8 +355,29 @@ def _format_logs(logs, keys=None):
 # --------------------------------------------------------------------------- input checks
 
 
+def _streaming_kind(data):
+    """'a Dataset', 'a generator', ... for data that finetune cannot take as arrays, else None."""
+    kind = type(data).__name__
+    module = type(data).__module__ or ""
+    if "Dataset" in kind or "DataLoader" in kind:
+        return "a Dataset"
+    if isinstance(data, keras.utils.PyDataset):
+        return "a PyDataset"
+    if module.startswith(("tensorflow.python.data", "torch.utils.data")):
+        return f"a {kind}"
+    if hasattr(data, "__next__") or inspect.isgenerator(data):
+        return "a generator" if inspect.isgenerator(data) else "an iterator"
+    return None
+
+
 def _arrays(data, what):
     """A list of numeric, finite numpy arrays with the same number of samples (no copy when possible)."""
+    kind = _streaming_kind(data)
+    if kind is not None:
+        raise TypeError(
+            f"finetune: {what} is {kind}; finetune takes numpy arrays (or lists of them). Convert it "
+            "(np.concatenate over its batches), or call model.fit with the callbacks FreeBOPs() and ResetMinMax()."
+        )
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if not items:
         raise ValueError(f"finetune: {what} is empty.")
@@ -319,6 +386,9 @@ def _arrays(data, what):
         name = what if len(items) == 1 else f"{what}[{idx}]"
         if item is None:
             raise ValueError(f"finetune: {name} is None.")
+        kind = _streaming_kind(item)
+        if kind is not None:
+            raise TypeError(f"finetune: {name} is {kind}; finetune takes numpy arrays (or lists of them).")
         try:
             a = np.asarray(item)
         except Exception as e:  # noqa: BLE001
@@ -393,6 +463,32 @@ def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITW
     return type(loss).__name__
 
 
+def check_targets(model, y):
+    """Check ``y`` against the model's output before `default_compile` picks a loss from it.
+
+    Raises:
+        ValueError: naming ``y``'s shape and the model's output, and what to pass instead.
+    """
+    y = np.asarray(y)
+    if len(model.outputs) != 1 or not np.issubdtype(y.dtype, np.floating):
+        return  # integer labels are checked by default_compile; several outputs by Keras
+    out = tuple(model.outputs[0].shape[1:])
+    got = tuple(y.shape[1:])
+    if got == out or (got == () and out == (1,)):
+        return
+    units = out[-1] if out else 1
+    if y.ndim == 1 and units and units > 1 and np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            f"finetune: y has shape {y.shape} and whole-number float values (class ids?) but the model has "
+            f"{units} outputs; pass integer class labels (y.astype('int64')) for classification, or targets of "
+            f"shape (N, {', '.join(map(str, out))}) for regression."
+        )
+    raise ValueError(
+        f"finetune: y holds float targets of sample shape {got}, but the model outputs samples of shape {out}; "
+        "pass targets of the output's shape (mean squared error), or integer class labels."
+    )
+
+
 _AUTO_METRICS = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy", "loss")
 
 
@@ -425,6 +521,7 @@ def finetune(
     callbacks=None,
     verbose=1,
     distribution=None,
+    overwrite=False,
 ):
     """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
 
@@ -460,6 +557,9 @@ def finetune(
             (JAX backend, e.g. ``keras.distribution.DataParallel()``). A model built outside
             its scope is trained as a copy made inside it, and the trained weights are put back
             into ``qmodel``. None: the current scope/distribution, if any.
+        overwrite: ``pareto_dir`` may hold an earlier run (``front.json``, ``history.json``,
+            ``last.keras``, ``epochNNNN.keras``): delete those files before training. Without
+            it such a folder is refused. A folder holding other files is always refused.
 
     Returns:
         ``(history, front)``: the Keras ``History`` and the list of `FrontEntry`
@@ -467,8 +567,13 @@ def finetune(
         ``front[i].restore(qmodel)`` puts its weights back.
 
     Raises:
-        TypeError / ValueError: naming the argument that is wrong. The arrays passed
-        in are never modified.
+        TypeError / ValueError: naming the argument that is wrong, before anything
+            is trained. The arrays passed in are never modified.
+        NonFiniteLossError: the loss turned NaN or inf (a ``FloatingPointError``).
+
+    Whatever fails, ``qmodel`` is left as it was: its weights (beta, ranges and
+    bitwidths included) and compile state are put back. Front members already
+    saved in ``pareto_dir`` stay there.
     """
     if not isinstance(qmodel, keras.Model):
         raise TypeError(f"finetune: qmodel must be a keras.Model, got {type(qmodel).__name__}.")
@@ -483,6 +588,9 @@ def finetune(
         raise ValueError(f"finetune: batch_size must be an integer >= 1, got {batch_size!r}.")
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, Real) or not learning_rate > 0:
         raise ValueError(f"finetune: learning_rate must be a number > 0, got {learning_rate!r}.")
+    learning_rate = float(learning_rate)
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"finetune: overwrite must be True or False, got {overwrite!r}.")
     bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"finetune: verbose must be 0, 1 or 2, got {verbose!r}.")
@@ -522,6 +630,9 @@ def finetune(
         raise ValueError(f"finetune: metric must be the name of a logged metric, got {metric!r}.")
     if metric is not None and metric.startswith("val_") and val is None:
         raise ValueError(f"finetune: metric {metric!r} needs validation_data.")
+    old_run = [] if pareto_dir is None else check_run_dir(pareto_dir, overwrite)
+    if not qmodel.compiled:
+        check_targets(qmodel, ys)
 
     front = ParetoFront(metric, pareto_dir)
     cbs = [c for c in [scheduler, bops, front] if c is not None]
@@ -531,11 +642,72 @@ def finetune(
         cbs.append(_EpochLines())
     cbs += list(callbacks or [])
     cbs.append(ResetMinMax())
-    with distributed(qmodel, distribution) as model:
-        if not model.compiled:
-            default_compile(model, ys, learning_rate, bitwidth_lr_scale)
-        history = model.fit(
-            _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs, verbose=0
-        )
-    front.write_summary(history.history)
+    cbs.insert(0, StopOnNonFiniteLoss())
+    saved = _ModelState(qmodel)
+    try:
+        with distributed(qmodel, distribution) as model:
+            if not model.compiled:
+                default_compile(model, ys, learning_rate, bitwidth_lr_scale)
+            if metric is not None and not callbacks:
+                _check_metric_is_logged(model, metric, xs, ys, val, scheduler)
+            for path in old_run:  # overwrite=True: the earlier run goes once everything is checked
+                os.remove(path)
+            history = model.fit(
+                _pack(xs), ys, validation_data=val, epochs=int(epochs), batch_size=int(batch_size), callbacks=cbs,
+                verbose=0,
+            )
+        front.write_summary(history.history)
+    except NonFiniteLossError as e:
+        saved.restore(qmodel)
+        raise NonFiniteLossError(
+            f"finetune: {e}; the model is restored to its state before finetune. Lower the learning rate or beta, "
+            "or check x and y for extreme values."
+        ) from None
+    except BaseException:
+        saved.restore(qmodel)
+        raise
     return history, front.front
+
+
+class _ModelState:
+    """The weights, compile state and optimizer state of a model, to put back after a failed finetune."""
+
+    _COMPILE_ATTRS = (
+        "compiled", "optimizer", "loss", "_compile_loss", "_compile_metrics", "_loss_tracker", "_compile_config",
+        "_compiled_trainable_state", "_jit_compile", "_run_eagerly", "steps_per_execution", "stop_training",
+        "train_function", "test_function", "predict_function", "history",
+    )
+
+    def __init__(self, model):
+        self.weights = [np.array(w) for w in model.get_weights()]
+        self.attrs = {k: model.__dict__[k] for k in self._COMPILE_ATTRS if k in model.__dict__}
+        self.optimizer = model.__dict__.get("optimizer")
+        self.opt_values = None
+        if self.optimizer is not None and getattr(self.optimizer, "built", False):
+            self.opt_values = [np.array(v) for v in self.optimizer.variables]
+
+    def restore(self, model):
+        model.set_weights(self.weights)
+        for key in self._COMPILE_ATTRS:
+            if key in self.attrs:
+                object.__setattr__(model, key, self.attrs[key])
+            elif key in model.__dict__:
+                object.__delattr__(model, key)
+        if self.opt_values is not None:
+            for var, value in zip(self.optimizer.variables, self.opt_values):
+                var.assign(value)
+
+
+def _check_metric_is_logged(model, metric, xs, ys, val, scheduler):
+    """Evaluate one small batch to learn the logged names, and refuse a ``metric`` that is not among them."""
+    n = min(len(ys), 32)
+    names = set(model.evaluate(_pack([a[:n] for a in xs]), ys[:n], batch_size=n, verbose=0, return_dict=True))
+    logged = set(names) | {"bops"} | ({"beta"} if scheduler is not None else set())
+    if val is not None:
+        logged |= {f"val_{k}" for k in names}
+    if metric not in logged:
+        close = difflib.get_close_matches(metric, sorted(logged), n=3, cutoff=0.6)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise ValueError(
+            f"finetune: metric {metric!r} will not be logged{hint}; the epochs log {', '.join(sorted(logged))}."
+        )

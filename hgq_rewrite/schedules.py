@@ -29,13 +29,12 @@ from numbers import Real
 import keras
 
 from .layers.links import link_model
+from .quantizers.config import check_beta
 from .trace import h_layers
 
 
 def _check_beta(value, what):
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}.")
-    return float(value)
+    return check_beta(value, what)
 
 
 def _check_epoch(value, what):
@@ -53,7 +52,7 @@ class Constant:
     value: float
 
     def __post_init__(self):
-        object.__setattr__(self, "value", _check_beta(self.value, "Constant: value"))
+        object.__setattr__(self, "value", _check_beta(self.value, "Constant"))
 
     def __call__(self, epoch, epochs=None):
         return self.value
@@ -184,7 +183,7 @@ class _Function:
 
 def set_beta(model, value):
     """Set ``beta`` on every H-layer of ``model`` (nested models included); return how many."""
-    value = _check_beta(value, "beta")
+    value = _check_beta(value, "set_beta")
     layers = h_layers(model)
     for layer in layers:
         layer.beta = value

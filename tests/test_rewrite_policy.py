@@ -85,7 +85,7 @@ def test_unknown_section_field_and_values_listed_together():
         load_config(bad)
     msg = str(e.value)
     for needle in ["'type'", "did you mean 'types'", "'betta'", "did you mean 'beta'", "init_bww",
-                   "beta must be a number", "parallel_factor must be", "invalid regular expression"]:
+                   "beta must be a finite number >= 0", "parallel_factor must be", "invalid regular expression"]:
         assert needle in msg, needle
 
 
@@ -180,7 +180,7 @@ def test_inserted_quantizer_configurable():
 
 
 def test_bad_beta_argument():
-    with pytest.raises(ConfigError, match="beta must be a number"):
+    with pytest.raises(ConfigError, match="beta must be a finite number >= 0"):
         explain(jet_tagger(), beta=-1.0)
-    with pytest.raises(ConfigError, match="beta must be a number"):
+    with pytest.raises(ConfigError, match="beta must be a finite number >= 0"):
         quantize(jet_tagger(), beta="3e-5")

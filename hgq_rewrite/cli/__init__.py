@@ -97,7 +97,11 @@ def build_parser():
     p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the front's models")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                   help="folder for the front's models (new or empty; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT_DIR holds an earlier finetune run: delete that run's files first (files finetune "
+                   "did not write are never deleted; the command refuses instead)")
 
     p = sub.add_parser("export", parents=[common], help="trace, make the proxy, write + compile the hls4ml project",
                        description="Trace exact formats on calibration data, build the proxy model, write and "
@@ -195,7 +199,7 @@ def main(argv=None):
 
 def _describe(exc):
     text = str(exc) or type(exc).__name__
-    if isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError)):
+    if isinstance(exc, (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError, ArithmeticError)):
         return text.strip("'\"") if isinstance(exc, KeyError) else text
     return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
 

@@ -8,12 +8,18 @@ import time
 
 import numpy as np
 
-from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, pack, save_keras
+from ..files import save_model
+from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, pack, same_file, save_keras
 
 
 def cmd_quantize(args):
     import hgq_rewrite as hr
 
+    if same_file(args.model, args.output):
+        raise CLIError(f"output {args.output!r} is the input model {args.model!r}; write the HGQ model to another "
+                       "file (the float model would be lost).")
+    if args.config and os.path.exists(args.config) and same_file(args.config, args.output):
+        raise CLIError(f"output {args.output!r} is the config file {args.config!r}; write the HGQ model elsewhere.")
     model = load_keras(args.model, "float model")
     config = args.config  # a YAML/JSON path: the rewrite policy reads and checks it
     plan = hr.explain(model, config, beta=args.beta)
@@ -50,20 +56,29 @@ def cmd_finetune(args):
         xv, yv = load_npz(args.val, need_y=True, what="validation data")
         check_inputs(qmodel, xv, "validation data")
         val = (pack(xv), yv)
-    if os.path.isfile(args.output):
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise CLIError(f"output {args.output!r} is a file; finetune writes a folder.")
-    os.makedirs(args.output, exist_ok=True)
+    inputs = ((args.model, "the HGQ model"), (args.data, "the training data"), (args.val, "the validation data"))
+    for path, what in inputs:
+        if path and _inside(path, args.output):
+            raise CLIError(f"output folder {args.output!r} holds {what} {path!r}; choose another folder.")
     t0 = time.perf_counter()
     history, front = finetune(
         qmodel, pack(xs), y, validation_data=val, epochs=args.epochs, beta=args.beta, batch_size=args.batch_size,
-        pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1,
+        pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1, overwrite=args.overwrite,
     )
     last = os.path.join(args.output, "last.keras")
-    qmodel.save(last)
+    save_model(qmodel, last)
     metric = _front_metric(args.output)
     print(format_front(front, metric), end="")
     print(f"{len(front)} front member(s) in {args.output} ({time.perf_counter() - t0:.0f} s); last epoch in {last}")
     return 0
+
+
+def _inside(path, folder):
+    """True if ``path`` is in ``folder`` (resolved paths)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def _front_metric(directory):
@@ -91,14 +106,17 @@ def export(qmodel, xs, out_dir, *, backend="Vitis", part=None, cover_factor=1.0,
     """
     import hgq_rewrite as hr
 
+    from ..formats import warn_wide_formats
+
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
     ebops = hr.trace_minmax(qmodel, pack(xs), cover_factor=cover_factor)
     log(f"traced {len(xs[0])} calibration samples (cover factor {cover_factor:g}): {ebops:,.0f} EBOPs")
+    warn_wide_formats(qmodel)
     to_proxy_model = _to_proxy_model()
     proxy = to_proxy_model(qmodel, aggressive=True)
     proxy_path = os.path.join(out_dir, "proxy.keras")
-    proxy.save(proxy_path)
+    save_model(proxy, proxy_path)
     log(f"proxy model: {len(proxy.layers)} layers -> {proxy_path}")
     prj = os.path.join(out_dir, "hls4ml_prj")
     kwargs = {"part": part} if part else {}
@@ -132,8 +150,10 @@ def cmd_export(args):
     qmodel = load_hgq(args.model)
     xs, _ = load_npz(args.calib, what="calibration data")
     check_inputs(qmodel, xs, "calibration data")
-    if os.path.isfile(args.out):
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CLIError(f"--out {args.out!r} is a file; export writes a folder.")
+    if same_file(args.model, os.path.join(args.out, "proxy.keras")):
+        raise CLIError(f"model {args.model!r} is --out's proxy.keras, which export replaces; give another --out.")
     xs = [np.asarray(a, dtype=np.float32) for a in xs]
     if not all(np.all(np.isfinite(a)) for a in xs):
         raise CLIError(f"calibration data {args.calib!r} contains NaN or inf values.")
@@ -169,6 +189,9 @@ def cmd_report(args):
         xs, _ = load_npz(args.calib, what="calibration data")
         check_inputs(qmodel, xs, "calibration data")
         ebops = hr.trace_minmax(qmodel, pack(xs))
+        from ..formats import warn_wide_formats
+
+        warn_wide_formats(qmodel, what=f"calibration data {args.calib!r}")
         source = f"exact, traced on {len(xs[0])} samples of {args.calib}"
     elif is_traced(qmodel):
         ebops = sum(s.ebops for s in layer_stats(qmodel))

@@ -101,7 +101,7 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
         pareto_dir = os.path.join(out, "pareto")
         _, front = finetune(qmodel, x, y, validation_data=(xv, yv), epochs=ft_epochs, beta=schedule,
                             batch_size=32, learning_rate=3e-3, pareto_dir=pareto_dir, calibration_data=x,
-                            verbose=2 if quick else 1)
+                            verbose=2 if quick else 1, overwrite=True)  # the demo's own folder: a rerun replaces it
         chosen = pick(front)
         log(f"[3/5] finetune: {ft_epochs} epochs, beta {schedule}, in {time.perf_counter() - t0:.0f} s; "
             f"Pareto front (exact EBOPs on the training set): {len(front)} epochs, saved in {pareto_dir}"

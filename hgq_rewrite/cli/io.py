@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 
 import numpy as np
+
+from ..files import save_model
 
 
 class CLIError(Exception):
@@ -38,12 +41,34 @@ def load_keras(path, what="model"):
         raise CLIError(f"{what} {path!r} is a folder; expected a .keras file.")
     if not path.endswith(".keras"):
         raise CLIError(f"{what} {path!r} is not a .keras file (save models with model.save('name.keras')).")
+    if not _is_keras_archive(path):
+        raise CLIError(f"{what} {path!r} is not a valid .keras archive (truncated or corrupt?): save the model "
+                       "again with model.save('name.keras').")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return keras.saving.load_model(path, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - any load failure becomes one line
         raise CLIError(f"cannot load {what} {path!r}: {one_line(e)}") from e
+
+
+def _is_keras_archive(path):
+    """True if ``path`` is a readable zip holding a Keras ``config.json``."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "config.json" in z.namelist() and z.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
+def same_file(a, b):
+    """True if paths ``a`` and ``b`` name the same file (same resolved path, or the same inode)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def load_hgq(path):
@@ -57,11 +82,15 @@ def load_hgq(path):
 
 
 def save_keras(model, path):
+    """Save ``model`` to ``path`` atomically (the previous file survives a failed save)."""
     if not str(path).endswith(".keras"):
         raise CLIError(f"output {path!r} must end with .keras.")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    model.save(path)
+    if os.path.isdir(path):
+        raise CLIError(f"output {path!r} is a folder; give a .keras file name.")
+    try:
+        save_model(model, path)
+    except OSError as e:
+        raise CLIError(f"cannot write {path!r}: {e.strerror or e}; any earlier file there is unchanged.") from e
 
 
 def load_npz(path, need_y=False, what="data"):

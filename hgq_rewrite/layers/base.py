@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from ..quantizers import HQuantizer
+from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
 from .links import graph_node_indices, input_producers, input_shapes
 
@@ -55,7 +56,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     def __init__(self, beta=0.0, paq_conf=None, **kwargs):
         super().__init__(**kwargs)
-        self._beta_init = float(beta)
+        self._beta_init = check_beta(beta, f"layer {self.name!r}")
         self.paq_conf = paq_conf
         self.paq = HQuantizer(paq_conf, "activation", owner=self.name, name=f"{self.name}_paq")
         self.record_minmax = False
@@ -80,6 +81,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     @beta.setter
     def beta(self, value):
+        value = check_beta(value, f"layer {self.name!r}")
         if self.built:
             self._beta.assign(float(value))
         else:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .config import activation_config, kernel_config
+from .config import activation_config, check_granularity_rank, kernel_config
 from .fixed_point import round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 
@@ -115,6 +115,7 @@ class HQuantizer(keras.layers.Layer):
 
     def build(self, shape):
         shape = tuple(shape)
+        check_granularity_rank(self.config["granularity"], shape, f"{self.role} quantizer of layer {self.owner!r}")
         axes = shared_axes(self.config["granularity"], len(shape), self.is_activation)
         unknown = [a for a in range(len(shape)) if a not in axes and shape[a] is None]
         if unknown:

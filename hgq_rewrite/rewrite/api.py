@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import warnings
 
+import keras
+
+from ..quantizers.config import check_beta
 from .build import build_model
 from .init_bits import DEFAULT_TOLERANCE, init_bits
 from .errors import ConfigError, UnsupportedLayerError
@@ -31,7 +34,20 @@ def explain(model, config=None, *, beta=None) -> Plan:
         UnsupportedModelError: subclassed or unbuilt model.
         ConfigError: malformed config (unknown section/field, bad value or regex).
     """
+    _check_arguments("explain", model, beta)
     return make_plan(model, config, beta)
+
+
+def _check_arguments(fn, model, beta):
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{fn}: model must be a keras.Model (Functional or Sequential, built), got {type(model).__name__}."
+        )
+    if beta is not None:
+        try:
+            check_beta(beta, f"{fn}")
+        except ValueError as e:
+            raise ConfigError(f"{str(e).rstrip('.')} (or None to keep the config's beta).") from None
 
 
 def quantize(model, config=None, *, beta=None, strict=True, calibration_data=None, init_tolerance=DEFAULT_TOLERANCE):
@@ -66,6 +82,7 @@ def quantize(model, config=None, *, beta=None, strict=True, calibration_data=Non
         ConfigError: malformed config, or (``strict``) keys that match nothing.
         UnsupportedLayerError: layers without a converter that the config does not keep float.
     """
+    _check_arguments("quantize", model, beta)
     plan = make_plan(model, config, beta)
     if plan.unmatched:
         msg = "Rewrite config keys match no layer:\n  - " + format_unmatched(plan.unmatched)

@@ -10,13 +10,14 @@ A config is a dict (or a YAML/JSON file holding one) with up to four sections::
 A *rule* is a dict of fields, or ``None`` (YAML ``null``) to keep the layer float.
 Fields:
 
-    beta             EBOPs penalty factor of the layer (float >= 0)
+    beta             EBOPs penalty factor of the layer (finite float >= 0)
     parallel_factor  output elements computed in parallel (int >= 1)
     kernel           weight quantizer fields  -> the layer's ``kq_conf``
     activation       output quantizer fields  -> the layer's ``paq_conf``
 
 with quantizer fields ``init_bw``, ``granularity``, ``rounding``, ``bw_clip``,
-``trainable``, ``l1`` (see `hgq_rewrite.quantizers.config`).
+``trainable``, ``l1``, whose types and ranges are checked by
+`hgq_rewrite.quantizers.config.validate_config` (the one place they are checked).
 
 Precedence — the only place it is defined is `resolve_config`; lowest first:
 
@@ -47,39 +48,20 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Integral
 
+from ..quantizers import config as qconfig
 from .errors import ConfigError
 
 SECTIONS = ("defaults", "types", "patterns", "names")
 FIELDS = ("beta", "parallel_factor", "kernel", "activation")
-QUANTIZER_FIELDS = ("init_bw", "granularity", "rounding", "bw_clip", "trainable", "l1")
-GRANULARITIES = ("element", "channel", "tensor")
+QUANTIZER_FIELDS = qconfig._FIELDS
+GRANULARITIES = qconfig.GRANULARITIES
 
 
 def _library_quantizer_defaults():
-    """Default (kernel, activation) quantizer configs from `hgq_rewrite.quantizers.config`.
-
-    Empty dicts if that module is not available (the layers then use their own defaults).
-    """
-    try:
-        from hgq_rewrite.quantizers import config as qconfig
-    except ImportError:
-        return {}, {}
-    get_kq = getattr(qconfig, "get_default_kq_conf", None)
-    get_paq = getattr(qconfig, "get_default_paq_conf", None)
-    kq = dict(get_kq()) if get_kq else {}
-    paq = dict(get_paq()) if get_paq else {}
-    return kq, paq
-
-
-def _library_validator():
-    """`hgq_rewrite.quantizers.config.validate_config`, if available."""
-    try:
-        from hgq_rewrite.quantizers import config as qconfig
-    except ImportError:
-        return None
-    return getattr(qconfig, "validate_config", None)
+    """Default (kernel, activation) quantizer configs from `hgq_rewrite.quantizers.config`."""
+    return qconfig.get_default_kq_conf(), qconfig.get_default_paq_conf()
 
 
 @dataclass
@@ -210,10 +192,11 @@ def _check_rule(rule, where, known_qfields, problems):
             problems.append(f"{where}: unknown field {name!r}{_suggest(name, FIELDS)}; fields are {', '.join(FIELDS)}")
             continue
         if name == "beta":
-            if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-                problems.append(f"{where}: beta must be a number >= 0, got {value!r}")
+            try:
+                value = qconfig.check_beta(value, where)
+            except ValueError as e:
+                problems.append(str(e).rstrip("."))
                 continue
-            value = float(value)
         elif name == "parallel_factor":
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
                 problems.append(f"{where}: parallel_factor must be an integer >= 1 or null, got {value!r}")
@@ -230,23 +213,12 @@ def _check_rule(rule, where, known_qfields, problems):
                         f"fields are {', '.join(sorted(known_qfields))}"
                     )
                     del value[qf]
-            validate = _library_validator()
-            if validate is not None:
-                try:
-                    validate(value, f"{where}: {name}")
-                except (ValueError, TypeError) as e:
-                    problems.append(str(e))
-                    continue
-            gran = value.get("granularity")
-            if isinstance(gran, list):
-                value["granularity"] = gran = tuple(gran)
-            if "granularity" in value and not (
-                gran in GRANULARITIES or (isinstance(gran, tuple) and all(isinstance(a, int) for a in gran))
-            ):
-                problems.append(
-                    f"{where}: {name}.granularity must be one of {', '.join(GRANULARITIES)} "
-                    f"or a list of axes, got {gran!r}"
-                )
+            # types and ranges of the quantizer fields: checked in one place, the quantizer config
+            try:
+                value = qconfig.validate_config(value, f"{where}: {name}", role=name)
+            except ValueError as e:
+                problems.append(str(e).rstrip("."))
+                continue
         out[name] = value
     return out
 
