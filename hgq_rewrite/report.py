@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .files import save_figure
 from .quantizers.hquantizer import NotTracedError
 from .trace import h_layers
 
@@ -142,7 +143,7 @@ def plot_bit_histograms(stats, path, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 
@@ -167,7 +168,7 @@ def plot_pareto(summary, path):
     ax.legend()
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 

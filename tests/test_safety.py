@@ -518,3 +518,25 @@ def test_wide_warning_helper_is_quiet_on_untraced_models():
         warnings.simplefilter("always")
         assert warn_wide_formats(tiny_hgq()) == []
     assert not [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_failed_plot_keeps_the_previous_png(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    from hgq_rewrite.report import layer_stats, plot_bit_histograms
+
+    stats = layer_stats(tiny_hgq())
+    path = plot_bit_histograms(stats, str(tmp_path / "bits.png"), title="t")
+    before = (tmp_path / "bits.png").read_bytes()
+
+    def broken_savefig(self, fname, *args, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError):
+        plot_bit_histograms(stats, path, title="t")
+    assert (tmp_path / "bits.png").read_bytes() == before
+    assert os.listdir(tmp_path) == ["bits.png"]
