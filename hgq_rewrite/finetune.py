@@ -658,15 +658,24 @@ def finetune(
             )
         front.write_summary(history.history)
     except NonFiniteLossError as e:
+        _stop_progress(cbs)
         saved.restore(qmodel)
         raise NonFiniteLossError(
             f"finetune: {e}; the model is restored to its state before finetune. Lower the learning rate or beta, "
             "or check x and y for extreme values."
         ) from None
     except BaseException:
+        _stop_progress(cbs)
         saved.restore(qmodel)
         raise
     return history, front.front
+
+
+def _stop_progress(cbs):
+    """Close a progress bar that an interrupted fit left running (Keras skips on_train_end)."""
+    for cb in cbs:
+        if isinstance(cb, RichProgress) and cb.progress is not None:
+            cb.progress.stop()
 
 
 class _ModelState:

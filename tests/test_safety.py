@@ -540,3 +540,23 @@ def test_failed_plot_keeps_the_previous_png(tmp_path, monkeypatch):
         plot_bit_histograms(stats, path, title="t")
     assert (tmp_path / "bits.png").read_bytes() == before
     assert os.listdir(tmp_path) == ["bits.png"]
+
+
+def test_a_failed_finetune_closes_its_progress_bar(monkeypatch):
+    import importlib
+
+    ft = importlib.import_module("hgq_rewrite.finetune")
+    bars = []
+    real_init = ft.RichProgress.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        bars.append(self)
+
+    monkeypatch.setattr(ft.RichProgress, "__init__", init)
+    x, _ = tiny_data(32)
+    model = tiny_hgq()
+    model.compile(keras.optimizers.Adam(), loss=lambda t, p: keras.ops.mean(p) * float("nan"))
+    with pytest.raises(FloatingPointError):
+        finetune(model, x, np.zeros((32, 3), "float32"), epochs=2, verbose=1)
+    assert bars and bars[0].progress is not None and not bars[0].progress.live.is_started
