@@ -15,7 +15,7 @@ def h_layers(model):
 
 
 def _as_inputs(data, model):
-    """Validate calibration data: list of arrays (one per model input), non-empty, finite."""
+    """Validate calibration data: one array per model input, matching its feature shape, non-empty, finite."""
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
     n_inputs = len(model.inputs) if getattr(model, "inputs", None) else 1
     if len(arrays) != n_inputs:
@@ -28,9 +28,28 @@ def _as_inputs(data, model):
             raise ValueError(f"trace_minmax: calibration array {idx} is not numeric (dtype {a.dtype}).")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"trace_minmax: calibration array {idx} contains NaN or inf values.")
+        expected = tuple(model.inputs[idx].shape[1:]) if getattr(model, "inputs", None) else None
+        if expected is not None and (
+            len(expected) != a.ndim - 1 or any(e is not None and e != g for e, g in zip(expected, a.shape[1:]))
+        ):
+            raise ValueError(
+                f"trace_minmax: input {idx} expects samples of shape {expected}, got {tuple(a.shape[1:])} "
+                f"(array of shape {a.shape}). Pass calibration data shaped like the model's input."
+            )
     if len({a.shape[0] for a in arrays}) > 1:
         raise ValueError("trace_minmax: calibration arrays have different numbers of samples.")
     return arrays
+
+
+def _snapshot(layers):
+    """The range and calibration state of every quantizer, to restore after a failed trace."""
+    return [[ops.convert_to_numpy(v) for v in layer.paq.weights] for layer in layers]
+
+
+def _restore(layers, state):
+    for layer, values in zip(layers, state):
+        for var, value in zip(layer.paq.weights, values):
+            var.assign(value)
 
 
 def _widen(quantizer, cover_factor):
@@ -47,8 +66,11 @@ def _widen(quantizer, cover_factor):
     quantizer.max.assign(new_hi)
 
 
-def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
-    """Record exact activation ranges of ``model`` on ``data`` and return its exact EBOPs.
+def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggressive=True):
+    """Calibrate ``model`` on ``data``: exact activation ranges, the firmware's formats, exact EBOPs.
+
+    Afterwards the model's inference (``predict``, ``evaluate``) computes exactly what its exported
+    firmware computes, overflow included, until the next training step.
 
     Args:
         model: a Keras model made of H- and P-layers (nested models included).
@@ -57,9 +79,13 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
         cover_factor: widen every range about its centre by this factor (> 0); values above 1
             leave head-room against overflow on unseen data at the cost of more integer bits.
         verbose: print EBOPs per layer.
+        aggressive: overflow of the firmware the model then emulates: True -> WRAP, False -> SAT
+            (``to_proxy_model`` uses the same mode unless told otherwise).
 
     Returns:
         Total exact EBOPs (float).
+
+    On any error the model keeps the ranges and calibration it had before the call.
     """
     if not isinstance(cover_factor, (int, float)) or not np.isfinite(cover_factor) or cover_factor <= 0:
         raise ValueError(f"trace_minmax: cover_factor must be a number > 0, got {cover_factor!r}.")
@@ -72,6 +98,28 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
     layers = h_layers(model)
     if not layers:
         raise ValueError(f"trace_minmax: model {model.name!r} has no H-layers to trace.")
+    before = _snapshot(layers)
+    try:
+        _record_ranges(model, layers, arrays, bsz)
+        if cover_factor != 1:
+            for layer in layers:
+                _widen(layer.paq, cover_factor)
+        _calibrate(model, layers, aggressive)
+    except BaseException:
+        _restore(layers, before)
+        raise
+    total = 0.0
+    for layer in layers:
+        value = layer.set_exact_ebops()
+        total += value
+        if verbose and value:
+            print(f"{layer.name}: {value:.0f}")
+    if verbose:
+        print(f"Total EBOPs: {total:.0f}")
+    return total
+
+
+def _record_ranges(model, layers, arrays, bsz):
     for layer in layers:
         layer.reset_minmax()
         layer.paq.record_minmax = True
@@ -83,15 +131,19 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False):
     finally:
         for layer in layers:
             layer.paq.record_minmax = False
-    if cover_factor != 1:
-        for layer in layers:
-            _widen(layer.paq, cover_factor)
-    total = 0.0
-    for layer in layers:
-        value = layer.set_exact_ebops()
-        total += value
-        if verbose and value:
-            print(f"{layer.name}: {value:.0f}")
-    if verbose:
-        print(f"Total EBOPs: {total:.0f}")
-    return total
+
+
+def _calibrate(model, layers, aggressive):
+    """Freeze each quantizer's firmware format (what ``to_proxy_model`` will emit)."""
+    from .proxy.convert import ProxyConversionError, firmware_formats
+
+    try:
+        formats = firmware_formats(model, aggressive=aggressive)
+    except ProxyConversionError as exc:
+        # not exportable (yet): emulate the traced formats; to_proxy_model refuses with the same reason
+        warnings.warn(f"trace_minmax: the model cannot be exported as it is ({exc}); inference emulates the "
+                      "traced formats without the export's fractional-bit limits.")
+        formats = [(layer.paq, layer.paq.range_kif(exact=True)) for layer in layers]
+    for paq, kif in formats:
+        if paq.has_firmware_state:
+            paq.set_firmware_format(kif, saturate=not aggressive)

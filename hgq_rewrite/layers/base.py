@@ -58,7 +58,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         super().__init__(**kwargs)
         self._beta_init = check_beta(beta, f"layer {self.name!r}")
         self.paq_conf = paq_conf
-        self.paq = HQuantizer(paq_conf, "activation", owner=self.name, name=f"{self.name}_paq")
+        self.paq = HQuantizer(paq_conf, "activation", owner=self.name, name=f"{self.name}_paq", dtype=self.dtype_policy)
         self.record_minmax = False
 
     def _build_state(self, output_shape):
@@ -112,11 +112,18 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     def _train_ebops(self, training):
         """In training: record the EBOPs estimate and add ``beta * EBOPs`` to the loss."""
-        if not (training and self.has_cost() and self._inbound_nodes):
+        if not (training and self.has_cost()):
             return
+        if not self._inbound_nodes:
+            raise ValueError(
+                f"Layer {self.name!r} is trained outside a functional or Sequential model graph (e.g. inside a "
+                "subclassed keras.Model), so the inputs of its multiplies and its EBOPs are unknown and beta would "
+                "silently do nothing. Build the model with the functional API or keras.Sequential."
+            )
         ebops = self.compute_ebops(exact=False)
         self._ebops.assign(ops.stop_gradient(ebops))
-        self.add_loss(self._beta * ebops / len(graph_node_indices(self)))
+        loss = self._beta * ebops / len(graph_node_indices(self))
+        self.add_loss(ops.cast(loss, keras.config.floatx()))  # float64 layers too
 
     # tf.distribute: one list of loss terms per replica thread, not one shared by all (see replica_losses)
     def add_loss(self, loss):

@@ -12,21 +12,30 @@ class FoldedBatchNormMixin:
     inference and export use the moving statistics, so the exported layer is a plain
     Dense/Conv with kernel ``W·γ/√(var+ε)`` and bias ``(b − mean)·γ/√(var+ε) + β``.
 
+    A frozen BatchNormalization (``bn_trainable=False``, as ``trainable=False`` on the Keras
+    layer) keeps its statistics, gamma and beta: training then uses the moving statistics too.
+
     Args:
         momentum, epsilon, center, scale: as ``keras.layers.BatchNormalization``.
+        bn_trainable: False for a frozen BatchNormalization.
     """
 
-    def __init__(self, *args, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
+    def __init__(self, *args, momentum=0.99, epsilon=1e-3, center=True, scale=True, bn_trainable=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
+        self.bn_trainable = bool(bn_trainable)
 
     def build_extra(self):
         channels = (self.out_channels(),)
-        self.bn_gamma = self.add_weight(name="bn_gamma", shape=channels, initializer="ones", trainable=self.scale)
-        self.bn_beta = self.add_weight(name="bn_beta", shape=channels, initializer="zeros", trainable=self.center)
+        self.bn_gamma = self.add_weight(
+            name="bn_gamma", shape=channels, initializer="ones", trainable=self.scale and self.bn_trainable
+        )
+        self.bn_beta = self.add_weight(
+            name="bn_beta", shape=channels, initializer="zeros", trainable=self.center and self.bn_trainable
+        )
         # batch statistics are those of the global batch (all replicas), the same on every replica
         self.moving_mean = self.add_weight(
             name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation=REPLICATED
@@ -37,7 +46,7 @@ class FoldedBatchNormMixin:
 
     def folded_kernel_bias(self, x=None, training=False):
         bias = self.bias if self.bias is not None else ops.zeros((self.out_channels(),))
-        if training and x is not None:
+        if training and x is not None and self.bn_trainable:
             z = self.apply_kernel(x, self.kernel)
             axes = tuple(range(len(z.shape) - 1))
             mean, var = moments(z, axes)
@@ -57,5 +66,8 @@ class FoldedBatchNormMixin:
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(momentum=self.momentum, epsilon=self.epsilon, center=self.center, scale=self.scale)
+        cfg.update(
+            momentum=self.momentum, epsilon=self.epsilon, center=self.center, scale=self.scale,
+            bn_trainable=self.bn_trainable,
+        )
         return cfg

@@ -110,6 +110,7 @@ class HDepthwiseConv2D(HConvBase):
             kwargs["kernel_initializer"] = depthwise_initializer
         super().__init__(kernel_size, **kwargs)
         self.depth_multiplier = int(depth_multiplier)
+        self.kq.channel_axes = (-2, -1)  # output channel = (input channel, multiplier)
 
     def kernel_shape(self, input_shape):
         return self.kernel_size + (input_shape[-1], self.depth_multiplier)

@@ -2,15 +2,37 @@
 
 Max pooling picks one input, so the output format is the union (max of k, i, f) of the
 window. Average pooling sums the window and divides by its size n: the integer part
-cannot grow and ``ceil(log2 n)`` fractional bits are added (exact when n is a power of 2).
+cannot grow, and the fractional bits grow by those of ``1/n`` written in float64, as
+hls4ml 1.3 counts them: ``log2 n`` for a power of two, 54 or so otherwise (the
+firmware carries the quotient that wide; put a quantizer after it to round it).
 """
 
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
+
+def reciprocal_frac_bits(n):
+    """Fractional bits of the float64 number ``1/n`` (``log2 n`` when n is a power of 2)."""
+    mant, exp = np.frexp(1.0 / n)
+    mantissa = int(mant * 2.0**53)
+    trailing = (mantissa & -mantissa).bit_length() - 1
+    return 53 - int(exp) - trailing
+
 from .base import PLayerMixin
+
+
+def average_pooling_problem(layer):
+    """Why hls4ml 1.3 cannot export this average pooling exactly, or None."""
+    name = type(layer).__name__
+    if "Average" in name and "Global" not in name and getattr(layer, "padding", "valid") != "valid":
+        return (
+            f"average pooling with padding={layer.padding!r} divides border windows by fewer values than "
+            "inner ones, which hls4ml 1.3 does not reproduce. Remedy: use padding='valid'"
+        )
+    return None
 
 
 class _PoolMixin(PLayerMixin):
@@ -22,7 +44,7 @@ class _PoolMixin(PLayerMixin):
     def transform_kif(self, maps, exact):
         k, i, f = (self._pool(m) for m in maps[0])
         if self.averaging:
-            f = f + math.ceil(math.log2(math.prod(self.pool_size)))
+            f = f + reciprocal_frac_bits(math.prod(self.pool_size))
         return k, i, f
 
 
@@ -32,7 +54,7 @@ class _GlobalPoolMixin(PLayerMixin):
         spatial = tuple(range(1, len(k.shape) - 1))
         n = math.prod(k.shape[a] for a in spatial)
         k, i, f = (ops.max(m, axis=spatial, keepdims=self.keepdims) for m in (k, i, f))
-        return k, i, f + math.ceil(math.log2(n))
+        return k, i, f + reciprocal_frac_bits(n)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -47,26 +69,26 @@ class PMaxPooling2D(_PoolMixin, keras.layers.MaxPooling2D):
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class PAveragePooling1D(_PoolMixin, keras.layers.AveragePooling1D):
-    """AveragePooling1D; adds log2(pool size) fractional bits (use power-of-2 pools for exactness)."""
+    """AveragePooling1D; adds the fractional bits of 1/pool size."""
 
     averaging = True
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class PAveragePooling2D(_PoolMixin, keras.layers.AveragePooling2D):
-    """AveragePooling2D; adds log2(pool area) fractional bits (use power-of-2 pools for exactness)."""
+    """AveragePooling2D; adds the fractional bits of 1/pool area."""
 
     averaging = True
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class PGlobalAveragePooling1D(_GlobalPoolMixin, keras.layers.GlobalAveragePooling1D):
-    """GlobalAveragePooling1D; adds log2(steps) fractional bits."""
+    """GlobalAveragePooling1D; adds the fractional bits of 1/steps."""
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class PGlobalAveragePooling2D(_GlobalPoolMixin, keras.layers.GlobalAveragePooling2D):
-    """GlobalAveragePooling2D; adds log2(height·width) fractional bits."""
+    """GlobalAveragePooling2D; adds the fractional bits of 1/(height·width)."""
 
 
 PMaxPool1D, PMaxPool2D = PMaxPooling1D, PMaxPooling2D

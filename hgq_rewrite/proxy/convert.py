@@ -40,10 +40,11 @@ from ..layers import (
 from ..layers.base import HLayerBase, PLayerMixin
 from ..layers.kernel_base import HKernelLayer
 from ..layers.links import link_model, walk_layers
+from ..layers.pooling import average_pooling_problem
 from ..quantizers import NotTracedError
-from ..quantizers.fixed_point import round_to_grid
+from ..quantizers.fixed_point import quantize, round_to_grid
 from .fixed_point_layer import FixedPointQuantizer
-from .unary_lut import UnaryLUT, build_table
+from .unary_lut import UnaryLUT, lut_inputs
 
 F64 = "float64"
 DROPPED = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.layers.GaussianNoise)
@@ -125,10 +126,15 @@ def _union(*maps):
 
 
 class _Namer:
-    """Unique layer names: the HGQ name when free, else prefixed by the nested model, else numbered."""
+    """Unique layer names: the HGQ name when free, else prefixed by the nested model, else numbered.
+
+    hls4ml stores a layer's output variable as an attribute named like the layer, so a layer named
+    after one of its attributes (an ``Activation`` layer is named ``activation`` by default) would
+    overwrite it; those names are taken from the start.
+    """
 
     def __init__(self):
-        self.used = set()
+        self.used = {"activation", "table", "weight", "bias", "scale", "n_in", "n_out"}
 
     def __call__(self, name, prefix=None):
         base = name if name not in self.used or prefix is None else f"{prefix}_{name}"
@@ -146,18 +152,24 @@ class _ProxyBuilder:
         self.max_table_bits = int(max_table_bits)
         self.name = _Namer()
         self.frac = {}  # id(new tensor) -> fractional bits its values carry, shape (1, *features), -inf = zero
+        self.formats = {}  # id(HQuantizer) -> (quantizer, (k, i, f)): the format its firmware cast uses
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _f_of(self, tensor):
         return self.frac.get(id(tensor), np.full((1, *tensor.shape[1:]), np.inf))
 
-    def _quantize(self, x, kif, f_available, round_mode, name, overrides=None, overflow=None, prefix=None):
-        """FixedPointQuantizer with format ``kif`` (never more fractional bits than the input carries)."""
+    def _quantize(self, x, kif, f_available, round_mode, name, overrides=None, overflow=None, prefix=None, paq=None):
+        """FixedPointQuantizer with format ``kif`` (never more fractional bits than the input carries).
+
+        ``paq``: the HGQ quantizer this one exports; its final format is recorded in ``self.formats``.
+        """
         shape = (1, *x.shape[1:])
         k, i, f = (_full(m, shape) for m in kif)
         f = np.minimum(f, f_available)
         f = np.where(np.isfinite(f), f, -(k + i))  # the input is always 0: zero bits
         k, i, f = (m.astype(np.int64) for m in (k, i, f))
+        if paq is not None:
+            self.formats[id(paq)] = (paq, (k, i, f))
         carried = np.where(k + i + f > 0, f, -np.inf).astype(np.float64)
         if all(np.unique(m).size == 1 for m in (k, i, f)):
             k, i, f = (m.reshape(-1)[:1] for m in (k, i, f))
@@ -218,7 +230,8 @@ class _ProxyBuilder:
 
     # -- layer kinds -----------------------------------------------------------------------------------
     def quantize_input(self, layer, x, round_mode, prefix):
-        return self._quantize(x, layer.output_kif(), np.inf, round_mode, layer.name, prefix=prefix)
+        paq = getattr(layer, "paq", None)
+        return self._quantize(x, layer.output_kif(), np.inf, round_mode, layer.name, prefix=prefix, paq=paq)
 
     def kernel_layer(self, layer, x, prefix):
         cls = type(layer)
@@ -258,7 +271,9 @@ class _ProxyBuilder:
         n_positions = int(np.prod(y.shape[1:-1])) if len(y.shape) > 2 else 1
         if layer.parallel_factor is not None and (not isinstance(layer, HDense) or n_positions > 1):
             overrides = {"layers": {name: {"parallelization_factor": int(layer.parallel_factor)}}}
-        return self._quantize(y, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q", overrides)
+        return self._quantize(
+            y, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q", overrides, paq=layer.paq
+        )
 
     def add(self, layer, args, prefix):
         name = self.name(layer.name, prefix)
@@ -268,7 +283,8 @@ class _ProxyBuilder:
             add_name = name if last else self.name(f"{name}_{j}")
             total = keras.layers.Add(dtype=F64, name=add_name)([total, x])
             f_avail = np.maximum(f_avail, self._f_of(x))
-        return self._quantize(total, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q")
+        return self._quantize(total, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q",
+                              paq=layer.paq)
 
     def activation(self, layer, node, x, prefix):
         name = self.name(layer.name, prefix)
@@ -276,10 +292,10 @@ class _ProxyBuilder:
         rounding = layer.paq.config["rounding"]
         f_in = self._f_of(x)
         if act == "linear":
-            return self._quantize(x, layer.output_kif(), f_in, rounding, f"{name}_q")
+            return self._quantize(x, layer.output_kif(), f_in, rounding, f"{name}_q", paq=layer.paq)
         if act == "relu":
             y = keras.layers.Activation("relu", dtype=F64, name=name)(x)
-            return self._quantize(y, layer.output_kif(), f_in, rounding, f"{name}_q")
+            return self._quantize(y, layer.output_kif(), f_in, rounding, f"{name}_q", paq=layer.paq)
         if act in ("softmax", "log_softmax"):
             raise ProxyConversionError(
                 f"Layer {layer.name!r}: {act} is not element-wise and hls4ml 1.3 has no bit-exact softmax. "
@@ -289,6 +305,13 @@ class _ProxyBuilder:
         return self.lookup_table(layer, node, x, name, rounding, f_in)
 
     def lookup_table(self, layer, node, x, name, rounding, f_in):
+        """A homogeneous input quantizer, the table, and (for a per-element output format) a quantizer.
+
+        The table holds exactly what the HGQ layer computes for each input code: the activation in the
+        layer's dtype, rounded to the finest output grid, then (uniform output format) cast with the
+        layer's rounding and overflow. For a per-element output format the table keeps the rounded
+        activation in a format wide enough for all of it, and the quantizer after it does the cast.
+        """
         node_index = layer._inbound_nodes.index(node)
         shape = (1, *x.shape[1:])
         k_in, i_in, _ = (_full(ops.convert_to_numpy(m), shape) for m in layer.input_kif_maps(True, node_index)[0])
@@ -305,29 +328,35 @@ class _ProxyBuilder:
                 "larger beta on the layer before, cover_factor closer to 1), or a larger max_table_bits."
             )
         q_in = self._quantize(x, kif_in, np.inf, "RND", f"{name}_lut_in", overflow="WRAP")
-        k_out, i_out, f_out = layer.output_kif()
-        kif_table = (int(np.max(k_out)), int(np.max(i_out)), int(np.max(f_out)))
-        # evaluate the activation exactly as the HGQ layer does (its dtype, rounded to the finest output grid),
-        # so that table and HGQ model agree even where float32 and float64 results round differently
+        out_shape = (1, *x.shape[1:])
+        k_out, i_out, f_out = (_full(m, out_shape).astype(np.int64) for m in layer.output_kif())
         finest = float(np.max(np.round(ops.convert_to_numpy(layer.paq.fbw))))
-
-        def hgq_activation(v):
-            y = layer.activation(ops.cast(v, layer.compute_dtype))
-            return round_to_grid(y, finest)
-
         try:
-            table = build_table(hgq_activation, kif_in, kif_table, "RND", "SAT")
+            codes = ops.convert_to_tensor(lut_inputs(kif_in), layer.compute_dtype)
         except ValueError as exc:
             raise ProxyConversionError(f"Layer {layer.name!r}: cannot tabulate its activation: {exc}") from exc
+        # the HGQ layer's own arithmetic: activation in its dtype, then the finest output grid
+        raw = np.asarray(ops.convert_to_numpy(round_to_grid(layer.activation(codes), finest)), dtype=np.float64)
+        if not np.all(np.isfinite(raw)):
+            raise ProxyConversionError(
+                f"Layer {layer.name!r} ({layer.activation_name}) is not finite on its input range {kif_in} (k, i, f). "
+                "Remedy: fewer integer bits before it (a larger beta on the layer before), or a bounded activation."
+            )
+        uniform = all(np.unique(m).size == 1 for m in (k_out, i_out, f_out))
+        if uniform:
+            kif_table = (int(k_out.flat[0]), int(i_out.flat[0]), int(f_out.flat[0]))
+            table = ops.convert_to_numpy(quantize(ops.convert_to_tensor(raw, F64), *kif_table, rounding, self.overflow))
+            self.formats[id(layer.paq)] = (layer.paq, (k_out, i_out, f_out))
+        else:
+            table, kif_table = raw, covering_kif(raw, finest)
+        table = np.asarray(table, dtype=np.float64)
         lut = UnaryLUT(table=table, kif_in=kif_in, kif_out=kif_table, dtype=F64, name=name)
         y = lut(q_in)
         f_table = np.max(frac_bits(table)) if np.any(table) else -np.inf
-        self.frac[id(y)] = np.full(shape, f_table)
-        out_shape = (1, *y.shape[1:])
-        uniform = all(np.unique(_full(m, out_shape)).size == 1 for m in (k_out, i_out, f_out))
+        self.frac[id(y)] = np.full(out_shape, f_table)
         if uniform:
             return y
-        return self._quantize(y, (k_out, i_out, f_out), self.frac[id(y)], rounding, f"{name}_q")
+        return self._quantize(y, (k_out, i_out, f_out), self.frac[id(y)], rounding, f"{name}_q", paq=layer.paq)
 
     def passive(self, layer, args, prefix):
         name = self.name(layer.name, prefix)
@@ -342,8 +371,9 @@ class _ProxyBuilder:
             return out
         base = _keras_base(layer)
         config = {key: v for key, v in layer.get_config().items() if key not in ("name", "dtype", "trainable")}
-        if base.__name__.startswith("AveragePooling"):
-            _check_pow2_pool(layer)
+        problem = average_pooling_problem(layer)
+        if problem:
+            raise ProxyConversionError(f"Layer {layer.name!r}: {problem}.")
         plain = base.from_config({**config, "name": name, "dtype": F64})
         y = plain(args[0])
         self.frac[id(y)] = self._passive_frac(layer, plain, args[0])
@@ -368,6 +398,18 @@ class _ProxyBuilder:
         return np.where(out < -1e3, -np.inf, out)
 
 
+def covering_kif(values, f):
+    """The smallest (k, i, f) format holding every value in ``values`` (all on the ``2**-f`` grid)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    k = int(lo < 0)
+    i = 0
+    while hi > 2.0**i - 2.0**-f or lo < -k * 2.0**i:
+        i += 1
+    while i > -f - k + 1 and hi <= 2.0 ** (i - 1) - 2.0**-f and lo >= -k * 2.0 ** (i - 1):
+        i -= 1
+    return k, i, int(f)
+
+
 def _act_name(act):
     return act if isinstance(act, str) else getattr(act, "__name__", "")
 
@@ -379,20 +421,6 @@ def _keras_base(layer):
     raise ProxyConversionError(f"Layer {layer.name!r} ({type(layer).__name__}) has no Keras base layer.")
 
 
-def _check_pow2_pool(layer):
-    size = math.prod(layer.pool_size)
-    if size & (size - 1):
-        raise ProxyConversionError(
-            f"Layer {layer.name!r}: average pooling over {size} values divides by a number that is not a power of "
-            "2, which no fixed-point format represents exactly. Remedy: use a power-of-2 pool size."
-        )
-    if layer.padding != "valid":
-        raise ProxyConversionError(
-            f"Layer {layer.name!r}: average pooling with padding={layer.padding!r} divides border windows by "
-            "other counts. Remedy: use padding='valid'."
-        )
-
-
 def _check_traced(model):
     untraced = [
         layer.name for layer in walk_layers(model) if isinstance(layer, HLayerBase) and not layer.paq.is_traced()
@@ -400,35 +428,20 @@ def _check_traced(model):
     if untraced:
         shown = ", ".join(repr(n) for n in untraced[:5]) + (" ..." if len(untraced) > 5 else "")
         raise NotTracedError(
-            f"to_proxy_model needs exact formats, but {len(untraced)} layer(s) have no traced range ({shown}). "
-            "Call hgq_rewrite.trace_minmax(model, calibration_data) first."
+            f"to_proxy_model needs a calibrated model, but {len(untraced)} layer(s) have no calibration ({shown}): "
+            "ranges left by training are not one. Call hgq_rewrite.trace_minmax(model, calibration_data) first."
         )
 
 
-def to_proxy_model(model, aggressive=True, max_table_bits=16, name=None):
-    """Rebuild a traced HGQ model as a float64 Keras model hls4ml converts bit-exactly.
-
-    Args:
-        model: HGQ model (Sequential or functional, nested models allowed) after ``trace_minmax``.
-        aggressive: overflow mode of the quantizers: ``True`` -> WRAP (cheapest hardware), ``False`` -> SAT.
-            Inside the traced ranges both give the HGQ model's outputs.
-        max_table_bits: largest input width (bits) of a lookup table made for a non-linear ``HActivation``.
-        name: name of the proxy model (default ``<model name>_proxy``).
-
-    Returns:
-        A ``keras.Model`` of plain layers, :class:`FixedPointQuantizer` and :class:`UnaryLUT`, dtype float64.
-        Save it with ``proxy.save("x.keras")``; loading needs only ``import hgq_rewrite``.
-
-    Raises:
-        NotTracedError: ``trace_minmax`` was not run.
-        ProxyConversionError: a layer cannot be exported; the message names it and the remedy.
-    """
+def _check_built(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_proxy_model expects a keras.Model, got {type(model).__name__}.")
     if not model.built or (isinstance(model, keras.Sequential) and model._functional is None):
         raise ProxyConversionError(f"Model {model.name!r} is not built: call it on data or build it first.")
-    link_model(model)
-    _check_traced(model)
+
+
+def _build(model, aggressive, max_table_bits, name=None):
+    """Run the proxy builder on a built, linked model; return (proxy, builder)."""
     builder = _ProxyBuilder(aggressive, max_table_bits)
     functional = model._functional if isinstance(model, keras.Sequential) else model
     inputs = []
@@ -441,4 +454,59 @@ def to_proxy_model(model, aggressive=True, max_table_bits=16, name=None):
         outputs if len(outputs) > 1 else outputs[0],
         name=name or f"{model.name}_proxy",
     )
+    return proxy, builder
+
+
+def firmware_formats(model, aggressive=True, max_table_bits=16):
+    """The format each HGQ activation quantizer gets in the exported firmware.
+
+    Returns ``[(quantizer, (k, i, f)), ...]`` with arrays of shape ``(1, *features)``: the traced
+    format, with no more fractional bits than the quantizer's input carries (hls4ml drops the
+    others before it rounds and saturates). Raises :class:`ProxyConversionError` for a model
+    that cannot be exported.
+    """
+    _check_built(model)
+    link_model(model)
+    return list(_build(model, aggressive, max_table_bits)[1].formats.values())
+
+
+def traced_overflow_is_wrap(model):
+    """True (WRAP) or False (SAT): the overflow the calibrated HGQ model emulates; None if not calibrated."""
+    for layer in walk_layers(model):
+        if isinstance(layer, HLayerBase) and layer.paq.is_traced():
+            return not bool(ops.convert_to_numpy(layer.paq.saturate) > 0)
+    return None
+
+
+def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
+    """Rebuild a traced HGQ model as a float64 Keras model hls4ml converts bit-exactly.
+
+    Args:
+        model: HGQ model (Sequential or functional, nested models allowed) after ``trace_minmax``.
+        aggressive: overflow mode of the quantizers: ``True`` -> WRAP (cheapest hardware), ``False`` -> SAT.
+            ``None`` (default): the mode given to ``trace_minmax`` (WRAP unless told otherwise). Inside the
+            traced ranges both give the same outputs.
+        max_table_bits: largest input width (bits) of a lookup table made for a non-linear ``HActivation``.
+        name: name of the proxy model (default ``<model name>_proxy``).
+
+    The calibrated HGQ model computes exactly what the proxy computes (formats and overflow included);
+    when ``aggressive`` differs from the mode of ``trace_minmax``, the HGQ model's inference follows
+    the new proxy, so ``model.evaluate`` keeps reporting the firmware's accuracy.
+
+    Returns:
+        A ``keras.Model`` of plain layers, :class:`FixedPointQuantizer` and :class:`UnaryLUT`, dtype float64.
+        Save it with ``proxy.save("x.keras")``; loading needs only ``import hgq_rewrite``.
+
+    Raises:
+        NotTracedError: ``trace_minmax`` was not run since the last training step.
+        ProxyConversionError: a layer cannot be exported; the message names it and the remedy.
+    """
+    _check_built(model)
+    link_model(model)
+    _check_traced(model)
+    if aggressive is None:
+        aggressive = traced_overflow_is_wrap(model)
+    proxy, builder = _build(model, bool(aggressive), max_table_bits, name)
+    for paq, kif in builder.formats.values():
+        paq.set_firmware_format(kif, saturate=not aggressive)
     return proxy

@@ -29,9 +29,14 @@ def _floor(y):
 
 
 def round_to_integer(y, mode):
-    """Round ``y`` to an integer: RND half up, TRN floor, RND_CONV half to even."""
+    """Round ``y`` to an integer: RND half up, TRN floor, RND_CONV half to even.
+
+    Exact in any float precision: ``floor(y)`` and ``y - floor(y)`` are exact, while ``y + 0.5``
+    is not once ``|y| >= 2**(mantissa bits - 1)``.
+    """
     if mode == "RND":
-        return _floor(y + 0.5)
+        low = _floor(y)
+        return low + ops.cast(y - low >= 0.5, y.dtype)
     if mode == "TRN":
         return _floor(y)
     if mode == "RND_CONV":

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from .config import activation_config, check_granularity_rank, kernel_config
-from .fixed_point import round_to_integer
+from .fixed_point import quantize, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 
 LN2 = math.log(2.0)
@@ -22,7 +22,7 @@ class BitsL1(keras.regularizers.Regularizer):
         self.l1 = float(l1)
 
     def __call__(self, x):
-        return self.l1 * ops.sum(x)
+        return ops.cast(self.l1 * ops.sum(x), keras.config.floatx())  # float64 layers add float32 losses too
 
     def get_config(self):
         return {"l1": self.l1}
@@ -46,12 +46,17 @@ class NotTracedError(RuntimeError):
     """Raised when exact formats are asked for before ``trace_minmax``."""
 
 
-def shared_axes(granularity, rank, is_activation):
-    """Axes (of a rank-``rank`` tensor) along which one bitwidth is shared."""
+def shared_axes(granularity, rank, is_activation, channel_axes=(-1,)):
+    """Axes (of a rank-``rank`` tensor) along which one bitwidth is shared.
+
+    ``channel_axes`` are the axes that index an output channel (a depthwise kernel's
+    channels are its last two axes, input channel x depth multiplier).
+    """
     if granularity == "element":
         axes = ()
     elif granularity == "channel":
-        axes = tuple(range(rank - 1))
+        kept = {a % rank for a in channel_axes}
+        axes = tuple(a for a in range(rank) if a not in kept)
     elif granularity == "tensor":
         axes = tuple(range(rank))
     else:
@@ -98,11 +103,14 @@ class HQuantizer(keras.layers.Layer):
         owner: name of the owning layer, used in error messages.
     """
 
-    def __init__(self, config=None, role="activation", owner=None, **kwargs):
+    has_firmware_state = False  # activation quantizers with known feature dims set it in build
+
+    def __init__(self, config=None, role="activation", owner=None, channel_axes=(-1,), **kwargs):
         super().__init__(**kwargs)
         if role not in ("kernel", "activation"):
             raise ValueError(f"role must be 'kernel' or 'activation', got {role!r}")
         self.role = role
+        self.channel_axes = tuple(int(a) for a in channel_axes)
         self.owner = owner or self.name
         where = f"{'kq_conf' if role == 'kernel' else 'paq_conf'} of layer {self.owner!r}"
         merge = kernel_config if role == "kernel" else activation_config
@@ -116,7 +124,7 @@ class HQuantizer(keras.layers.Layer):
     def build(self, shape):
         shape = tuple(shape)
         check_granularity_rank(self.config["granularity"], shape, f"{self.role} quantizer of layer {self.owner!r}")
-        axes = shared_axes(self.config["granularity"], len(shape), self.is_activation)
+        axes = shared_axes(self.config["granularity"], len(shape), self.is_activation, self.channel_axes)
         unknown = [a for a in range(len(shape)) if a not in axes and shape[a] is None]
         if unknown:
             raise ValueError(
@@ -142,7 +150,30 @@ class HQuantizer(keras.layers.Layer):
             self.max = self.add_weight(
                 name="max", shape=self.bw_shape, initializer="zeros", trainable=False, aggregation=REPLICATED
             )
+            self._build_firmware_state(shape)
             self.reset_minmax()
+
+    def _build_firmware_state(self, shape):
+        """Variables of the calibrated inference path (see :meth:`set_firmware_format`)."""
+        fw_shape = (1, *shape[1:])
+        self.has_firmware_state = all(s is not None for s in fw_shape)
+        if not self.has_firmware_state:
+            return  # unknown feature dims: no per-element formats, so no firmware emulation (nor export)
+        state = dict(trainable=False, aggregation=REPLICATED, initializer="zeros")
+        # 1 after trace_minmax; set back to 0 by the first training step that records ranges
+        self.calibrated = self.add_weight(name="calibrated", shape=(), **state)
+        self.saturate = self.add_weight(name="saturate", shape=(), **state)  # overflow: 0 WRAP, 1 SAT
+        self.fw_k = self.add_weight(name="fw_k", shape=fw_shape, **state)
+        self.fw_i = self.add_weight(name="fw_i", shape=fw_shape, **state)
+        self.fw_f = self.add_weight(name="fw_f", shape=fw_shape, **state)
+
+    def load_own_variables(self, store):
+        """Also load files saved before the calibrated-inference variables existed (left uncalibrated)."""
+        if self.is_activation and getattr(self, "has_firmware_state", False) and len(store.keys()) == 3:
+            for j, var in enumerate((self.fbw, self.min, self.max)):
+                var.assign(store[str(j)])
+            return
+        super().load_own_variables(store)
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None):
@@ -153,11 +184,36 @@ class HQuantizer(keras.layers.Layer):
             delta = ops.stop_gradient(xq - x)
             # value: exactly xq; d/dx = 1 (straight through); d/dfbw = -ln2 * (xq - x)
             out = xq + (x - ops.stop_gradient(x)) + delta * LN2 * (ops.stop_gradient(self.fbw) - self.fbw)
+        elif self.is_activation and self.has_firmware_state and not self.record_minmax:
+            out = ops.where(self.calibrated > 0, self.firmware_quantize(x), xq)
         else:
             out = xq
         if self.is_activation and (training or self.record_minmax):
             self._record(xq)
+            if training and self.has_firmware_state:
+                self.calibrated.assign(0.0)  # ranges from training are not a calibration
         return out
+
+    def firmware_quantize(self, x):
+        """What the exported firmware computes: the calibrated format, its rounding and overflow."""
+        k, i, f = (ops.cast(v, x.dtype) for v in (self.fw_k, self.fw_i, self.fw_f))
+        mode = self.config["rounding"]
+        wrap = quantize(x, k, i, f, mode, "WRAP")
+        sat = quantize(x, k, i, f, mode, "SAT")
+        return ops.where(self.saturate > 0, sat, wrap)
+
+    def set_firmware_format(self, kif, saturate):
+        """Freeze the exported per-element format ``kif`` (arrays of shape ``(1, *features)``) and the
+        overflow mode (SAT if ``saturate`` else WRAP); inference then computes exactly like the firmware."""
+        if not self.has_firmware_state:
+            raise NotTracedError(
+                f"Layer {self.owner!r}: its output has unknown dimensions, so no per-element format can be "
+                "calibrated. Give the model an Input with a full shape."
+            )
+        for var, value in zip((self.fw_k, self.fw_i, self.fw_f), kif):
+            var.assign(np.broadcast_to(np.asarray(value, dtype="float32"), var.shape))
+        self.saturate.assign(1.0 if saturate else 0.0)
+        self.calibrated.assign(1.0)
 
     def _record(self, xq):
         lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
@@ -166,9 +222,11 @@ class HQuantizer(keras.layers.Layer):
         self.max.assign(ops.maximum(self.max, ops.cast(hi, self.max.dtype)))
 
     def reset_minmax(self):
-        """Forget the recorded range (+inf / -inf)."""
+        """Forget the recorded range (+inf / -inf) and any calibration."""
         self.min.assign(ops.full(self.bw_shape, np.inf))
         self.max.assign(ops.full(self.bw_shape, -np.inf))
+        if self.has_firmware_state:
+            self.calibrated.assign(0.0)
 
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (graph-safe)."""
@@ -179,24 +237,38 @@ class HQuantizer(keras.layers.Layer):
         self.fbw.assign(ops.reshape(ops.clip(self.config["init_bw"] - int_bits, lo, hi), self.bw_shape))
 
     # -- bitwidths ---------------------------------------------------------------------------------
-    def is_traced(self):
+    def has_ranges(self):
+        """True when every element has a recorded range (from training or from ``trace_minmax``)."""
         return bool(np.all(ops.convert_to_numpy(self.min) <= ops.convert_to_numpy(self.max)))
+
+    def is_traced(self):
+        """True after ``trace_minmax``, until a training step records new ranges."""
+        calibrated = getattr(self, "calibrated", None)
+        return calibrated is not None and bool(ops.convert_to_numpy(calibrated) > 0) and self.has_ranges()
 
     def activation_kif(self, exact=False):
         """(k, i, f) tensors of shape ``bw_shape`` for the recorded range.
 
         ``exact=False``: differentiable estimate used in training (f through STE rounding).
-        ``exact=True``: the smallest format holding every traced value.
+        ``exact=True``: after ``trace_minmax`` the firmware's format (shape ``(1, *features)``);
+        before it, the smallest format holding every recorded value.
         """
+        if exact and self.is_traced():
+            return tuple(ops.convert_to_tensor(v) for v in (self.fw_k, self.fw_i, self.fw_f))
+        return self.range_kif(exact)
+
+    def range_kif(self, exact=False):
+        """(k, i, f) from the recorded range (see :meth:`activation_kif`)."""
         # tensors, not Variables: jax.numpy functions (ops.where) refuse Variables under jit
-        lo, hi = ops.convert_to_tensor(self.min), ops.convert_to_tensor(self.max)
+        lo, hi = (ops.cast(ops.convert_to_tensor(v), "float32") for v in (self.min, self.max))
+        fbw = ops.cast(self.fbw, "float32")  # formats are small integers: float32 whatever the layer's dtype
         if exact:
-            if not self.is_traced():
+            if not self.has_ranges():
                 raise NotTracedError(
                     f"Layer {self.owner!r} has no recorded activation range: call "
                     "hgq_rewrite.trace_minmax(model, calibration_data) first."
                 )
-            f = ops.round(self.fbw)
+            f = ops.round(fbw)
             k = ops.cast(lo < 0, "float32")
             step = ops.power(2.0, -f)
             i_hi = ops.ceil(ops.log2(ops.maximum(hi + step, _TINY)))
@@ -208,7 +280,7 @@ class HQuantizer(keras.layers.Layer):
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
         mag = ops.maximum(ops.abs(lo), ops.abs(hi))
         i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
-        return k, i, ste_round(self.fbw)
+        return k, i, ste_round(fbw)
 
     def kernel_bits(self, q, exact=False):
         """Bits of each (quantized) weight, no sign bit: differentiable estimate or exact span."""
@@ -229,5 +301,5 @@ class HQuantizer(keras.layers.Layer):
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(config=dict(self.config), role=self.role, owner=self.owner)
+        cfg.update(config=dict(self.config), role=self.role, owner=self.owner, channel_axes=list(self.channel_axes))
         return cfg

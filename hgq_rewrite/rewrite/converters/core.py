@@ -86,7 +86,9 @@ class WeightedConverter(Converter):
         if "parallel_factor" not in kwargs and self.default_parallel_factor(layer) is not None:
             kwargs["parallel_factor"] = self.default_parallel_factor(layer)
         if bn is not None:
-            kwargs.update(momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale)
+            kwargs.update(
+                momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale, bn_trainable=bn.trainable
+            )
         new = cls(**kwargs)
         layers = [new]
         if extra is not None:
@@ -141,6 +143,8 @@ class _ConvConverter(WeightedConverter):
             return f"grouped convolution (groups={layer.groups})"
         if layer.padding not in ("valid", "same"):
             return f"padding={layer.padding!r} (only 'valid' and 'same')"
+        if any(d != 1 for d in layer.dilation_rate):
+            return f"dilation_rate={layer.dilation_rate}, which hls4ml 1.3 ignores (use dilation_rate=1)"
         return None
 
     def structure(self, layer):

@@ -1,7 +1,10 @@
 """Converters for layers that only move data (→ P-layers, nothing quantized)."""
 
+import math
+
 import keras
 
+from ...layers.pooling import average_pooling_problem
 from ..registry import Conversion, Converter, register_builtin
 from ..targets import hgq_layer
 from ._common import channels_last
@@ -60,9 +63,49 @@ class DropoutConverter(PassiveConverter):
         return notes
 
 
+def _input_positions(layer):
+    """Spatial positions a global pooling layer averages over (from its float input's shape)."""
+    return math.prod(int(n) for n in layer.input.shape[1:-1])
+
+
+class _AveragingConverter(PassiveConverter):
+    """Average pooling. A divisor that is not a power of 2 makes a quotient no finite binary fraction
+    holds: the firmware keeps it about 54 fractional bits wide, so an ``HQuantize`` (computing in
+    float64, like the proxy) rounds it right there, before any multiply."""
+
+    fields = ("beta", "activation")
+
+    def divisor(self, layer):
+        raise NotImplementedError
+
+    def needs_quantizer(self, layer):
+        n = self.divisor(layer)
+        return n & (n - 1) != 0
+
+    def describe(self, layer):
+        return f"{self.target} + HQuantize" if self.needs_quantizer(layer) else self.target
+
+    def convert(self, layer, settings):
+        cls = hgq_layer(self.target)
+        if not self.needs_quantizer(layer):
+            return Conversion([cls(**self.args(layer), name=settings.name)])
+        quantizer = hgq_layer("HQuantize")(
+            name=settings.unique_name(f"{settings.name}_q"), dtype="float64", **settings.kwargs("beta", "paq_conf")
+        )
+        return Conversion([cls(**self.args(layer), name=settings.name, dtype="float64"), quantizer])
+
+
 class _PoolingConverter(PassiveConverter):
     def args(self, layer):
         return {"pool_size": layer.pool_size, "strides": layer.strides, "padding": layer.padding}
+
+
+class _AveragePoolingConverter(_AveragingConverter, _PoolingConverter):
+    def check(self, layer):
+        return super().check(layer) or average_pooling_problem(layer)
+
+    def divisor(self, layer):
+        return math.prod(layer.pool_size)
 
 
 @register_builtin(keras.layers.MaxPooling1D)
@@ -76,18 +119,21 @@ class MaxPooling2DConverter(_PoolingConverter):
 
 
 @register_builtin(keras.layers.AveragePooling1D)
-class AveragePooling1DConverter(_PoolingConverter):
+class AveragePooling1DConverter(_AveragePoolingConverter):
     target = "PAveragePooling1D"
 
 
 @register_builtin(keras.layers.AveragePooling2D)
-class AveragePooling2DConverter(_PoolingConverter):
+class AveragePooling2DConverter(_AveragePoolingConverter):
     target = "PAveragePooling2D"
 
 
-class _GlobalPoolingConverter(PassiveConverter):
+class _GlobalPoolingConverter(_AveragingConverter):
     def args(self, layer):
         return {"keepdims": True} if layer.keepdims else {}
+
+    def divisor(self, layer):
+        return _input_positions(layer)
 
 
 @register_builtin(keras.layers.GlobalAveragePooling1D)
