@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 from keras import ops
 
-from .trace import h_layers
+from .layers.base import HLayerBase
+from .layers.links import walk_layers
 
 MAX_BITS = 64  # wider than any sane FPGA datapath (and than hls4ml's accumulators handle well)
 
@@ -24,7 +25,9 @@ def wide_formats(model, max_bits=MAX_BITS):
     Layers without traced ranges are skipped.
     """
     out = []
-    for layer in h_layers(model):
+    for layer in walk_layers(model):
+        if not isinstance(layer, HLayerBase):
+            continue
         paq = layer.paq
         if not getattr(paq, "built", False) or not paq.is_traced():
             continue

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 from keras import ops
 
+from .formats import warn_wide_formats
 from .layers.base import HLayerBase
 from .layers.links import link_model, walk_layers
 
@@ -108,6 +109,7 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
     except BaseException:
         _restore(layers, before)
         raise
+    warn_wide_formats(model)
     total = 0.0
     for layer in layers:
         value = layer.set_exact_ebops()
@@ -135,15 +137,22 @@ def _record_ranges(model, layers, arrays, bsz):
 
 def _calibrate(model, layers, aggressive):
     """Freeze each quantizer's firmware format (what ``to_proxy_model`` will emit)."""
-    from .proxy.convert import ProxyConversionError, firmware_formats
+    from .proxy.convert import ProxyConversionError, export_analysis
 
     try:
-        formats = firmware_formats(model, aggressive=aggressive)
+        formats, inexact = export_analysis(model, aggressive=aggressive)
     except ProxyConversionError as exc:
         # not exportable (yet): emulate the traced formats; to_proxy_model refuses with the same reason
         warnings.warn(f"trace_minmax: the model cannot be exported as it is ({exc}); inference emulates the "
                       "traced formats without the export's fractional-bit limits.")
-        formats = [(layer.paq, layer.paq.range_kif(exact=True)) for layer in layers]
+        formats, inexact = [(layer.paq, layer.paq.range_kif(exact=True)) for layer in layers], []
+    if inexact:
+        shown = ", ".join(repr(n) for n in inexact[:5]) + (" ..." if len(inexact) > 5 else "")
+        warnings.warn(
+            f"trace_minmax: {len(inexact)} layer(s) ({shown}) can form sums wider than float32's 24 significant "
+            "bits, so the float32 HGQ model may differ from its firmware on some inputs (the float64 proxy and "
+            "the firmware still agree). Fewer bits (a larger beta) remove this."
+        )
     for paq, kif in formats:
         if paq.has_firmware_state:
             paq.set_firmware_format(kif, saturate=not aggressive)

@@ -202,3 +202,27 @@ def test_fuzz_slice_firmware_equals_proxy(family, rounding, aggressive, granular
     assert record["compiled"], record
     assert record["proxy_vs_hls"] == 0 and record["hgq_vs_proxy"] == 0, record
     assert math.isfinite(record["seconds"])
+
+
+def test_trace_warns_where_float32_sums_can_round():
+    rng = np.random.default_rng(6)
+    wide = {"defaults": {"kernel": {"init_bw": 16}, "activation": {"init_bw": 16}}}
+    q = hr.quantize(keras.Sequential([L.Input((64,)), L.Dense(2)]), wide)
+    x = rng.normal(0, 100, (64, 64)).astype("float32")
+    with pytest.warns(UserWarning, match="float32's 24 significant bits"):
+        hr.trace_minmax(q, x)
+    narrow = hr.quantize(keras.Sequential([L.Input((4,)), L.Dense(2)]), {"defaults": {"activation": {"init_bw": 3}}})
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hr.trace_minmax(narrow, x[:, :4] / 100)
+    assert not [w for w in caught if "float32" in str(w.message)]
+
+
+def test_depth_multiplier_above_one_is_refused_by_quantize_not_at_export():
+    x = L.Input((6, 6, 2))
+    m = keras.Model(x, L.DepthwiseConv2D(3, depth_multiplier=2)(x))
+    with pytest.raises(Exception, match="depth_multiplier=2"):
+        hr.quantize(m)
+    assert "depth_multiplier=2" in str(hr.explain(m))

@@ -39,6 +39,7 @@ from ..layers import (
 )
 from ..layers.base import HLayerBase, PLayerMixin
 from ..layers.kernel_base import HKernelLayer
+from ..layers.conv import depth_multiplier_problem
 from ..layers.links import link_model, walk_layers
 from ..layers.pooling import average_pooling_problem
 from ..quantizers import NotTracedError
@@ -47,6 +48,7 @@ from .fixed_point_layer import FixedPointQuantizer
 from .unary_lut import UnaryLUT, lut_inputs
 
 F64 = "float64"
+FLOAT32_SIGNIFICAND_BITS = 24
 DROPPED = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout, keras.layers.GaussianNoise)
 PASSIVE_KERAS = (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)
 
@@ -153,6 +155,7 @@ class _ProxyBuilder:
         self.name = _Namer()
         self.frac = {}  # id(new tensor) -> fractional bits its values carry, shape (1, *features), -inf = zero
         self.formats = {}  # id(HQuantizer) -> (quantizer, (k, i, f)): the format its firmware cast uses
+        self.float32_inexact = []  # layers whose float32 sums may need more than 24 significant bits
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _f_of(self, tensor):
@@ -253,6 +256,9 @@ class _ProxyBuilder:
             plain = base(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, **common)
             f_avail = _conv_frac(f_in, qkernel, qbias, layer.strides, layer.padding, layer.dilation_rate, False)
         elif isinstance(layer, HDepthwiseConv2D):
+            problem = depth_multiplier_problem(layer.depth_multiplier)
+            if problem:
+                raise ProxyConversionError(f"Layer {layer.name!r} (HDepthwiseConv2D): {problem}.")
             plain = keras.layers.DepthwiseConv2D(
                 layer.kernel_size, strides=layer.strides, padding=layer.padding,
                 depth_multiplier=layer.depth_multiplier, **common,
@@ -265,6 +271,7 @@ class _ProxyBuilder:
             )
         y = plain(x)
         plain.set_weights([qkernel, qbias] if use_bias else [qkernel])
+        self._check_float32(layer, plain, f_avail)
         if layer.activation_name == "relu":
             y = keras.layers.Activation("relu", dtype=F64, name=self.name(f"{name}_relu"))(y)
         overrides = None
@@ -274,6 +281,19 @@ class _ProxyBuilder:
         return self._quantize(
             y, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q", overrides, paq=layer.paq
         )
+
+    def _check_float32(self, layer, plain, f_avail):
+        """Note ``layer`` when its float32 sums may round: magnitude bound x carried fractional bits > 24 bits."""
+        k, i, _ = (np.asarray(ops.convert_to_numpy(m), np.float64) for m in layer.input_kif_maps(True)[0])
+        magnitude = np.where(k + i > -1000, 2.0**i, 0.0)  # |x| <= 2**i for any format (k, i, f)
+        probe = type(plain).from_config({**plain.get_config(), "name": f"{plain.name}_bound"})
+        probe.build((None, *magnitude.shape[1:]))
+        probe.set_weights([np.abs(w) for w in plain.get_weights()])
+        bound = np.asarray(ops.convert_to_numpy(probe(ops.convert_to_tensor(magnitude, F64))), np.float64)
+        with np.errstate(divide="ignore"):
+            bits = np.ceil(np.log2(bound)) + np.broadcast_to(f_avail, bound.shape)
+        if np.any(np.isfinite(bits) & (bits > FLOAT32_SIGNIFICAND_BITS)):
+            self.float32_inexact.append(layer.name)
 
     def add(self, layer, args, prefix):
         name = self.name(layer.name, prefix)
@@ -457,17 +477,20 @@ def _build(model, aggressive, max_table_bits, name=None):
     return proxy, builder
 
 
-def firmware_formats(model, aggressive=True, max_table_bits=16):
-    """The format each HGQ activation quantizer gets in the exported firmware.
+def export_analysis(model, aggressive=True, max_table_bits=16):
+    """What the exported firmware does with a traced model, without keeping the proxy.
 
-    Returns ``[(quantizer, (k, i, f)), ...]`` with arrays of shape ``(1, *features)``: the traced
-    format, with no more fractional bits than the quantizer's input carries (hls4ml drops the
-    others before it rounds and saturates). Raises :class:`ProxyConversionError` for a model
-    that cannot be exported.
+    Returns ``(formats, float32_inexact)``: ``formats`` is ``[(quantizer, (k, i, f)), ...]``, the
+    format each HGQ activation quantizer gets in the firmware (arrays of shape ``(1, *features)``:
+    the traced format, with no more fractional bits than the quantizer's input carries, since
+    hls4ml drops the others before it rounds and saturates); ``float32_inexact`` names the layers
+    whose sums may need more than float32's 24 significant bits. Raises
+    :class:`ProxyConversionError` for a model that cannot be exported.
     """
     _check_built(model)
     link_model(model)
-    return list(_build(model, aggressive, max_table_bits)[1].formats.values())
+    builder = _build(model, aggressive, max_table_bits)[1]
+    return list(builder.formats.values()), list(builder.float32_inexact)
 
 
 def traced_overflow_is_wrap(model):

@@ -10,6 +10,7 @@ import math
 
 import keras
 
+from ...layers.conv import depth_multiplier_problem
 from ..registry import Conversion, Converter, register_builtin
 from ..targets import hgq_layer
 from ._common import NATIVE_ACTIVATIONS, activation_name, assign, channels_last
@@ -181,6 +182,9 @@ class DepthwiseConv2DConverter(_ConvConverter):
         "bias_constraint": "bias_constraint",
         "activity_regularizer": "activity_regularizer",
     }
+
+    def check(self, layer):
+        return super().check(layer) or depth_multiplier_problem(layer.depth_multiplier)
 
     def structure(self, layer):
         return {
