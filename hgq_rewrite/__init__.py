@@ -4,6 +4,7 @@ from . import proxy  # noqa: F401  (registers the hls4ml handlers of the proxy l
 from .bitwidth_step import BitwidthAdam, BitwidthStepMixin
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .finetune import ParetoFront, finetune
+from .export import estimate_resources, to_qonnx
 from .proxy import to_proxy_model
 from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_kq_conf, set_default_paq_conf
 from .rewrite import explain, quantize, register_converter
@@ -21,6 +22,8 @@ __all__ = [
     "finetune",
     "trace_minmax",
     "to_proxy_model",
+    "to_qonnx",
+    "estimate_resources",
     "BetaScheduler",
     "ParetoFront",
     "CalibratedBOPs",
