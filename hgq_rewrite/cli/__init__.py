@@ -116,6 +116,11 @@ def build_parser():
     p.add_argument("--check-samples", type=_positive_int, default=2000,
                    help="samples of the calibration data compared bit for bit (default 2000)")
     p.add_argument("--no-compile", action="store_true", help="only write the project (no g++, no check)")
+    p.add_argument("--strategy", choices=("latency", "da"), default="latency",
+                   help="hls4ml strategy for Dense/Conv: latency, or da (da4ml distributed arithmetic; needs the "
+                   "[da] extra)")
+    p.add_argument("--format", choices=("hls4ml", "qonnx", "verilog"), default="hls4ml",
+                   help="hls4ml project (default), qonnx (model.onnx; [qonnx] extra) or verilog (da4ml; [da] extra)")
 
     p = sub.add_parser("report", parents=[common], help="per-layer bitwidths and EBOPs, with plots",
                        description="Per-layer table (weight and activation bits: mean/min/max, pruned share, "

@@ -97,12 +97,14 @@ def _to_proxy_model():
 
 
 def export(qmodel, xs, out_dir, *, backend="Vitis", part=None, cover_factor=1.0, check_samples=2000,
-           compile=True, check_data=None, log=print):
+           compile=True, check_data=None, log=print, strategy="latency", fmt="hls4ml"):
     """Trace, build the proxy, write (and compile + check) the hls4ml project; return the figures as a dict.
 
     ``xs`` is the list of calibration input arrays; the bit-exactness check runs on the first
     ``check_samples`` of ``check_data`` (a list of arrays; default: ``xs``). The proxy is saved as
-    ``out_dir/proxy.keras`` and the hls4ml project written to ``out_dir/hls4ml_prj``.
+    ``out_dir/proxy.keras`` and the hls4ml project written to ``out_dir/hls4ml_prj``. ``strategy='da'``
+    builds every Dense/Conv with da4ml (hls4ml's ``distributed_arithmetic``); ``fmt='qonnx'`` writes
+    ``model.onnx`` and ``fmt='verilog'`` da4ml's Verilog instead of the hls4ml project.
     """
     import hgq_rewrite as hr
 
@@ -121,6 +123,15 @@ def export(qmodel, xs, out_dir, *, backend="Vitis", part=None, cover_factor=1.0,
     prj = os.path.join(out_dir, "hls4ml_prj")
     kwargs = {"part": part} if part else {}
     figures = {"ebops": ebops, "proxy": proxy_path, "project": prj, "backend": backend}
+    if fmt != "hls4ml":
+        from ..export.cli_routes import export_format
+
+        figures.update(export_format(fmt, proxy, out_dir, xs if check_data is None else check_data, check_samples,
+                                     compile, log))
+        return figures
+    from ..export.cli_routes import strategy_kwargs
+
+    kwargs.update(strategy_kwargs(strategy))
     if not compile:
         from ..proxy.bit_exact import convert_proxy
 
@@ -158,7 +169,8 @@ def cmd_export(args):
     if not all(np.all(np.isfinite(a)) for a in xs):
         raise CLIError(f"calibration data {args.calib!r} contains NaN or inf values.")
     figures = export(qmodel, xs, args.out, backend=args.backend, part=args.part, cover_factor=args.cover_factor,
-                     check_samples=args.check_samples, compile=not args.no_compile)
+                     check_samples=args.check_samples, compile=not args.no_compile,
+                     strategy=getattr(args, "strategy", "latency"), fmt=getattr(args, "format", "hls4ml"))
     if figures.get("mismatches"):
         print(f"hgq-rewrite: bit-exactness check FAILED: {figures['mismatches']}/{figures['samples']} samples differ")
         return 1
