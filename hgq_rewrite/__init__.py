@@ -10,6 +10,7 @@ from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_k
 from .rewrite import explain, quantize, register_converter
 from .rewrite.init_bits import init_bits
 from .schedules import BetaScheduler
+from .sweep import sweep
 from .trace import trace_minmax
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "BitwidthStepMixin",
     "register_converter",
     "finetune",
+    "sweep",
     "trace_minmax",
     "to_proxy_model",
     "to_qonnx",

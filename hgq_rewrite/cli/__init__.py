@@ -139,6 +139,10 @@ def build_parser():
     p.add_argument("--no-hls", action="store_true", help="skip the hls4ml compile and bit-exactness check")
     p.add_argument("--out", metavar="DIR", help="keep the models and the hls4ml project here (default: temporary)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    from ..sweep.cli import add_sweep_parser  # the sweep subcommand lives with the sweep
+
+    add_sweep_parser(sub, common)
     return parser
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..files import save_model
 from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, pack, same_file, save_keras
+from ..sweep.cli import cmd_sweep  # noqa: F401  (hgq-rewrite sweep)
 
 
 def cmd_quantize(args):
