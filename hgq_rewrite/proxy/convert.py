@@ -397,10 +397,15 @@ class _ProxyBuilder:
         plain = base.from_config({**config, "name": name, "dtype": F64})
         y = plain(args[0])
         self.frac[id(y)] = self._passive_frac(layer, plain, args[0])
-        if base.__name__ == "GlobalAveragePooling2D" and not getattr(layer, "keepdims", False):
-            # hls4ml 1.3 gives this layer's output the wrong rank in its bit-exact pass; a Flatten restores it
+        keepdims = getattr(layer, "keepdims", False)
+        if base.__name__ == "GlobalAveragePooling2D" or (base.__name__ == "GlobalAveragePooling1D" and keepdims):
+            # hls4ml 1.3's bit-exact pass gives these outputs the wrong rank; Flatten (and Reshape back to the
+            # kept dimensions) restore it
             f = self.frac[id(y)]
+            shape = tuple(y.shape[1:])
             y = keras.layers.Flatten(dtype=F64, name=self.name(f"{name}_flat"))(y)
+            if keepdims:
+                y = keras.layers.Reshape(shape, dtype=F64, name=self.name(f"{name}_keepdims"))(y)
             self.frac[id(y)] = f
         return y
 
