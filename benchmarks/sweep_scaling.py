@@ -37,7 +37,7 @@ EPOCHS = 6
 
 
 def task(work):
-    (x, y), (xv, yv) = jets(seed=0, n_train=4000, n_test=1000)
+    x, y, xv, yv = jets(seed=0, n_train=4000, n_test=1000)
     x, xv = x.astype("float32"), xv.astype("float32")
     keras.utils.set_random_seed(0)
     inp = keras.Input((x.shape[1],), name="x")

@@ -16,6 +16,7 @@ import keras
 from ..layers.links import link_model
 from .converters.core import WeightedConverter
 from .errors import RewriteError
+from .graph import count_calls, recursion_room
 from .registry import as_conversion
 from .targets import hgq_layer
 
@@ -171,15 +172,20 @@ def _accepted_kwargs(layer, kwargs):
 
 
 def build_model(internals):
-    """Build the HGQ model described by a plan's internals and copy the weights."""
-    builder = _Builder(internals)
-    model = builder.model_for(internals.top)
-    for lp, transfer in builder.transfers:
-        try:
-            transfer()
-        except Exception as e:
-            raise RewriteError(f"Copying the weights of {lp.path!r} failed: {type(e).__name__}: {e}") from e
-    link_model(model)
+    """Build the HGQ model described by a plan's internals and copy the weights.
+
+    Python's recursion limit is raised for the duration of the build as deep models need
+    (Keras maps a Functional graph recursively), and restored afterwards.
+    """
+    with recursion_room(2 * count_calls(internals.top)):  # inserted quantizers may double the calls
+        builder = _Builder(internals)
+        model = builder.model_for(internals.top)
+        for lp, transfer in builder.transfers:
+            try:
+                transfer()
+            except Exception as e:
+                raise RewriteError(f"Copying the weights of {lp.path!r} failed: {type(e).__name__}: {e}") from e
+        link_model(model)
     return model
 
 

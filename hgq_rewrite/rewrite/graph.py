@@ -17,6 +17,8 @@ a layer made in other models are ignored, and nothing is modified.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass, field
 
 import keras
@@ -123,6 +125,36 @@ class ModelGraph:
                 seen.add(id(c.sub))
                 out.append(c.sub)
         return out
+
+
+FRAMES_PER_CALL = 4  # Keras' recursive graph mapping (``Function._build_map``) and margin
+FRAMES_BASE = 1000
+
+
+def count_calls(mg) -> int:
+    """Number of calls in a `ModelGraph` tree (nested levels included, each once)."""
+    return sum(len(g.order) for g in mg.graphs())
+
+
+@contextlib.contextmanager
+def recursion_room(n_calls: int):
+    """Raise Python's recursion limit for a model of ``n_calls`` calls, and restore it afterwards.
+
+    Keras builds a Functional model with a recursive walk (one frame per node, several per
+    layer), so a chain of about 1,000 layers exceeds Python's default limit of 1,000. The limit
+    is only raised (never lowered), and put back on exit unless someone changed it meanwhile.
+    """
+    old = sys.getrecursionlimit()
+    need = FRAMES_BASE + FRAMES_PER_CALL * int(n_calls)
+    if need <= old:
+        yield
+        return
+    sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if sys.getrecursionlimit() == need:
+            sys.setrecursionlimit(old)
 
 
 def join_path(prefix: str, name: str) -> str:
