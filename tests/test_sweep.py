@@ -142,3 +142,17 @@ def test_sweep_on_local_ray_two_trials_then_resume(tmp_path, local_ray):
     # the same folder with another grid is refused
     with pytest.raises(ValueError, match="another sweep"):
         sweep(model, x, y, **{**kwargs, "grid": {"beta": [1e-5]}})
+
+
+def test_cli_sweep_refuses_a_bad_grid_in_one_line(tmp_path, capsys):
+    from hgq_rewrite.cli import main
+
+    model_path = str(tmp_path / "float.keras")
+    float_model().save(model_path)
+    x, y = tiny_data()
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    code = main(["sweep", model_path, "--data", str(tmp_path / "train.npz"), "--epochs", "1",
+                 "-o", str(tmp_path / "out"), "--beta", "1e-6", "--init", "wide"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "init policy" in err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,125 @@
+"""quantize() against keras.models.clone_model() on the same Dense-BatchNorm-ReLU chain.
+
+For each size (float layers: 100, 1,000, 5,000 by default) the chain of `bench_quantize.chain`
+is built once; then ``keras.models.clone_model(model)`` and ``hgq_rewrite.quantize(model)``
+run once each (interleaved order, same process) and their ratio is recorded. The Python
+time of one more quantize run is split by who spends it (cProfile ``tottime`` grouped by
+package folder) at sizes <= ``--profile-max`` (default 1,000).
+
+quantize raises the recursion limit itself; clone_model and building the float chain need
+it raised by the caller, so this script raises it (and runs in a thread with a 512 MiB
+stack) for the float-side steps only. Run::
+
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/bench_rewrite_cost.py [sizes...]
+    # writes benchmarks/results/rewrite_cost.json
+"""
+
+import argparse
+import cProfile
+import gc
+import json
+import os
+import pstats
+import sys
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+
+import hgq_rewrite as hr  # noqa: E402
+from bench_quantize import chain  # noqa: E402
+
+GROUPS = (
+    ("hgq_rewrite/rewrite/converters/", "converters"),
+    ("hgq_rewrite/rewrite/", "rewrite (walk, plan, build)"),
+    ("hgq_rewrite/layers/", "HGQ layers"),
+    ("hgq_rewrite/quantizers/", "quantizers"),
+    ("hgq_rewrite/", "hgq_rewrite other"),
+    ("keras/", "keras"),
+    ("tensorflow/", "tensorflow"),
+)
+
+
+def _group(filename):
+    for key, name in GROUPS:
+        if key in filename:
+            return name
+    return "other (builtins, numpy, ...)"
+
+
+def profile_split(model):
+    prof = cProfile.Profile()
+    prof.enable()
+    hr.quantize(model, beta=1e-6)
+    prof.disable()
+    stats = pstats.Stats(prof).stats
+    split = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.items():
+        split[_group(filename)] = split.get(_group(filename), 0.0) + tottime
+    total = sum(split.values())
+    return {k: round(v / total, 3) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
+
+
+def timed(fn, *args, **kwargs):
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def run(sizes, profile_max):
+    rows = []
+    default_limit = sys.getrecursionlimit()
+    for n in sizes:
+        sys.setrecursionlimit(max(default_limit, 4 * n + 2000))  # float side only
+        model, t_build = timed(chain, n)
+        clone, t_clone = timed(keras.models.clone_model, model)
+        del clone
+        sys.setrecursionlimit(default_limit)  # quantize must cope on its own
+        qmodel, t_quant = timed(hr.quantize, model, beta=1e-6)
+        plan, t_explain = timed(hr.explain, model, beta=1e-6)
+        row = {"layers": n, "build_float_s": round(t_build, 3), "clone_model_s": round(t_clone, 3),
+               "quantize_s": round(t_quant, 3), "explain_s": round(t_explain, 3),
+               "ratio_quantize_over_clone": round(t_quant / t_clone, 2),
+               "hgq_model_layers": len(qmodel.layers), "clone_variables": len(model.weights),
+               "hgq_variables": len(qmodel.weights), "recursion_limit_during_quantize": default_limit}
+        del qmodel, plan
+        if n <= profile_max:
+            row["quantize_python_time_split"] = profile_split(model)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sizes", nargs="*", type=int, default=[100, 1000, 5000])
+    ap.add_argument("--profile-max", type=int, default=1000)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "rewrite_cost.json"))
+    args = ap.parse_args()
+    out = {}
+
+    def target():
+        out["rows"] = run(args.sizes, args.profile_max)
+
+    threading.stack_size(512 * 2**20)
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    result = {"what": "quantize(model, beta=1e-6) / keras.models.clone_model(model), Dense(8)-BatchNorm-ReLU chain, "
+                      "one run each, TF CPU, 2 shared cores", "backend": keras.config.backend(),
+              "keras": keras.__version__, "rows": out["rows"]}
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
