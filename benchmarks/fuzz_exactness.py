@@ -285,7 +285,7 @@ def main(argv=None):
     start, records, all_combos = time.time(), [], combos()
     for n in range(args.cases):
         family = args.families[n % len(args.families)]
-        rounding, aggressive, granularity = all_combos[(n * 7 + n // len(args.families)) % len(all_combos)]
+        rounding, aggressive, granularity = all_combos[n % len(all_combos)]
         rec = run_case(family, args.seed * 1000 + n, rounding, aggressive, granularity, args.samples,
                        compile_hls=not args.no_compile)
         records.append(rec)

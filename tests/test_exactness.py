@@ -226,3 +226,17 @@ def test_depth_multiplier_above_one_is_refused_by_quantize_not_at_export():
     with pytest.raises(Exception, match="depth_multiplier=2"):
         hr.quantize(m)
     assert "depth_multiplier=2" in str(hr.explain(m))
+
+
+@pytest.mark.parametrize("aggressive", [True, False])
+def test_table_input_cast_keeps_the_modes_of_the_quantizer_before_it(aggressive):
+    # hls4ml fuses consecutive quantizers into one type with the last one's rounding and overflow
+    rng = np.random.default_rng(7)
+    conf = {"defaults": {"activation": {"rounding": "RND_CONV"}}}
+    q = hr.quantize(keras.Sequential([L.Input((4,)), L.Dense(1, activation="sigmoid")]), conf)
+    hr.trace_minmax(q, rng.normal(0, 1, (64, 4)), aggressive=aggressive)
+    proxy = hr.to_proxy_model(q)
+    quantizers = [layer for layer in proxy.layers if type(layer).__name__ == "FixedPointQuantizer"]
+    before, table_input = quantizers[1], quantizers[2]
+    assert table_input.name.endswith("_lut_in")
+    assert (table_input.RND, table_input.SAT) == (before.RND, before.SAT) == ("RND_CONV", "WRAP" if aggressive else "SAT")

@@ -156,6 +156,8 @@ class _ProxyBuilder:
         self.frac = {}  # id(new tensor) -> fractional bits its values carry, shape (1, *features), -inf = zero
         self.formats = {}  # id(HQuantizer) -> (quantizer, (k, i, f)): the format its firmware cast uses
         self.float32_inexact = []  # layers whose float32 sums may need more than 24 significant bits
+        # id(new tensor) -> (rounding, overflow) of the last quantizer before it (passive layers pass it on)
+        self.modes = {}
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _f_of(self, tensor):
@@ -182,6 +184,7 @@ class _ProxyBuilder:
         )
         y = layer(x)
         self.frac[id(y)] = carried
+        self.modes[id(y)] = (round_mode, overflow or self.overflow)
         return y
 
     # -- graph walk ------------------------------------------------------------------------------------
@@ -347,7 +350,10 @@ class _ProxyBuilder:
                 f"of 2**{bits} entries, above max_table_bits={self.max_table_bits}. Remedy: fewer input bits (a "
                 "larger beta on the layer before, cover_factor closer to 1), or a larger max_table_bits."
             )
-        q_in = self._quantize(x, kif_in, np.inf, "RND", f"{name}_lut_in", overflow="WRAP")
+        # value-preserving (kif_in covers every input); it takes the modes of the quantizer before it because
+        # hls4ml fuses consecutive quantizers into one type with the *last* one's rounding and overflow
+        lut_rounding, lut_overflow = self.modes.get(id(x), ("RND", "WRAP"))
+        q_in = self._quantize(x, kif_in, np.inf, lut_rounding, f"{name}_lut_in", overflow=lut_overflow)
         out_shape = (1, *x.shape[1:])
         k_out, i_out, f_out = (_full(m, out_shape).astype(np.int64) for m in layer.output_kif())
         finest = float(np.max(np.round(ops.convert_to_numpy(layer.paq.fbw))))
@@ -388,6 +394,9 @@ class _ProxyBuilder:
                     f"{name}_{j}"))([out, x])
                 f_maps.append(self._f_of(x))
             self.frac[id(out)] = np.concatenate(f_maps, axis=layer.axis)
+            modes = {self.modes.get(id(x)) for x in args}
+            if len(modes) == 1 and None not in modes:
+                self.modes[id(out)] = modes.pop()
             return out
         base = _keras_base(layer)
         config = {key: v for key, v in layer.get_config().items() if key not in ("name", "dtype", "trainable")}
@@ -397,6 +406,8 @@ class _ProxyBuilder:
         plain = base.from_config({**config, "name": name, "dtype": F64})
         y = plain(args[0])
         self.frac[id(y)] = self._passive_frac(layer, plain, args[0])
+        if id(args[0]) in self.modes:
+            self.modes[id(y)] = self.modes[id(args[0])]
         keepdims = getattr(layer, "keepdims", False)
         if base.__name__ == "GlobalAveragePooling2D" or (base.__name__ == "GlobalAveragePooling1D" and keepdims):
             # hls4ml 1.3's bit-exact pass gives these outputs the wrong rank; Flatten (and Reshape back to the
@@ -407,6 +418,8 @@ class _ProxyBuilder:
             if keepdims:
                 y = keras.layers.Reshape(shape, dtype=F64, name=self.name(f"{name}_keepdims"))(y)
             self.frac[id(y)] = f
+            if id(args[0]) in self.modes:
+                self.modes[id(y)] = self.modes[id(args[0])]
         return y
 
     def _passive_frac(self, layer, plain, x):
