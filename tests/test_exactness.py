@@ -240,3 +240,9 @@ def test_table_input_cast_keeps_the_modes_of_the_quantizer_before_it(aggressive)
     before, table_input = quantizers[1], quantizers[2]
     assert table_input.name.endswith("_lut_in")
     assert (table_input.RND, table_input.SAT) == (before.RND, before.SAT) == ("RND_CONV", "WRAP" if aggressive else "SAT")
+
+
+def test_explain_says_before_anything_is_built_that_softmax_does_not_export():
+    x = L.Input((4,))
+    m = keras.Model(x, L.Softmax()(L.Dense(3)(x)))
+    assert "does not export" in str(hr.explain(m))

@@ -23,6 +23,14 @@ class _ActivationConverter(Converter):
             return "custom activation function (register a converter, or keep the layer float)"
         return None
 
+    def notes(self, layer):
+        if self.name_of(layer) in ("softmax", "log_softmax"):
+            return [
+                "trains and evaluates, but does not export: hls4ml 1.3 has no bit-exact softmax; remove it "
+                "before to_proxy_model (argmax is unchanged) and apply it after the firmware"
+            ]
+        return []
+
     def describe(self, layer):
         return f"HActivation({self.name_of(layer)})"
 
