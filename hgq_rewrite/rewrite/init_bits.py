@@ -36,7 +36,7 @@ from ..layers.kernel_base import HKernelLayer
 from ..layers.links import link_model
 from ..trace import _as_inputs, h_layers
 
-DEFAULT_TOLERANCE = 0.1
+DEFAULT_TOLERANCE = 0.03
 _FULL = 23.0  # fractional bits that stand for full precision
 _TINY = 2.0**-60
 
