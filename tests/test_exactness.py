@@ -157,10 +157,13 @@ def test_traced_model_overflows_like_its_proxy(aggressive):
     far = (x * rng.uniform(1, 30, (128, 1))).astype("float32")
     y_q = q.predict(far, verbose=0)
     _same(y_q, predict_float64(proxy, far))
-    # the other overflow mode at export: the model follows the proxy it was exported as
-    other = hr.to_proxy_model(q, aggressive=not aggressive)
+    # the other overflow mode at export: a warning, and the model is left as it is
+    with pytest.warns(UserWarning, match=f"trace_minmax\\(model, data, aggressive={not aggressive}\\)"):
+        other = hr.to_proxy_model(q, aggressive=not aggressive)
+    _same(y_q, q.predict(far, verbose=0))
+    assert not np.array_equal(y_q, predict_float64(other, far))
+    hr.trace_minmax(q, x, aggressive=not aggressive)
     _same(q.predict(far, verbose=0), predict_float64(other, far))
-    assert not np.array_equal(y_q, q.predict(far, verbose=0))
 
 
 def test_a_failed_trace_keeps_the_earlier_calibration():

@@ -124,7 +124,8 @@ def test_hgq_model_is_not_modified(nested):
     model, x = nested
     before_w = [w.copy() for w in model.get_weights()]
     before_y = model.predict(x, verbose=0)
-    to_proxy_model(model, aggressive=False)
+    with pytest.warns(UserWarning, match="aggressive=False"):
+        to_proxy_model(model, aggressive=False)
     for a, b in zip(before_w, model.get_weights()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(before_y, model.predict(x, verbose=0))
@@ -170,15 +171,16 @@ def test_softmax_activation_is_rejected_with_remedy():
         to_proxy_model(model)
 
 
-def test_non_power_of_two_average_pool_is_rejected():
-    def build():
+def test_non_power_of_two_average_pool_converts_and_same_padding_is_rejected():
+    def build(padding):
         inp = keras.Input((6, 6, 1))
         h = HConv2D(2, 1, name="c")(HQuantize(name="q")(inp))
-        return keras.Model(inp, PFlatten()(PAveragePooling2D(3, name="pool3")(h)))
+        return keras.Model(inp, PFlatten()(PAveragePooling2D(3, padding=padding, name="pool3")(h)))
 
-    model = _traced(build, np.ones((4, 6, 6, 1), "float32"))
-    with pytest.raises(ProxyConversionError, match="'pool3'.*power-of-2"):
-        to_proxy_model(model)
+    x = np.random.default_rng(0).normal(0, 1, (4, 6, 6, 1)).astype("float32")
+    to_proxy_model(_traced(lambda: build("valid"), x))
+    with pytest.raises(ProxyConversionError, match="'pool3'.*padding='same'"):
+        to_proxy_model(_traced(lambda: build("same"), x))
 
 
 def test_table_size_limit(nested):

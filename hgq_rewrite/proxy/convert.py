@@ -21,6 +21,7 @@ which changes nothing for values inside the range.
 """
 
 import math
+import warnings
 
 import numpy as np
 import keras
@@ -530,9 +531,9 @@ def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
         max_table_bits: largest input width (bits) of a lookup table made for a non-linear ``HActivation``.
         name: name of the proxy model (default ``<model name>_proxy``).
 
-    The calibrated HGQ model computes exactly what the proxy computes (formats and overflow included);
-    when ``aggressive`` differs from the mode of ``trace_minmax``, the HGQ model's inference follows
-    the new proxy, so ``model.evaluate`` keeps reporting the firmware's accuracy.
+    The calibrated HGQ model computes exactly what the proxy computes (formats and overflow included)
+    when ``aggressive`` is the mode given to ``trace_minmax``; otherwise this warns, and the model is
+    left as it is (call ``trace_minmax(..., aggressive=...)`` to make it follow the other mode).
 
     Returns:
         A ``keras.Model`` of plain layers, :class:`FixedPointQuantizer` and :class:`UnaryLUT`, dtype float64.
@@ -545,9 +546,15 @@ def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
     _check_built(model)
     link_model(model)
     _check_traced(model)
-    if aggressive is None:
-        aggressive = traced_overflow_is_wrap(model)
-    proxy, builder = _build(model, bool(aggressive), max_table_bits, name)
-    for paq, kif in builder.formats.values():
-        paq.set_firmware_format(kif, saturate=not aggressive)
+    traced_wrap = traced_overflow_is_wrap(model)
+    aggressive = traced_wrap if aggressive is None else bool(aggressive)
+    proxy, builder = _build(model, aggressive, max_table_bits, name)
+    differs = [paq.owner for paq, kif in builder.formats.values() if not paq.emulates(kif, saturate=not aggressive)]
+    if differs:
+        shown = ", ".join(repr(n) for n in differs[:5]) + (" ..." if len(differs) > 5 else "")
+        warnings.warn(
+            f"to_proxy_model: the HGQ model was calibrated for other firmware than this proxy ({shown}: "
+            f"aggressive={traced_wrap} at trace_minmax, {aggressive} here), so the two differ on inputs outside the "
+            f"calibrated ranges. Call trace_minmax(model, data, aggressive={aggressive}) to make the model follow."
+        )
     return proxy

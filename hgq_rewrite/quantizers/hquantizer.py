@@ -215,6 +215,14 @@ class HQuantizer(keras.layers.Layer):
         self.saturate.assign(1.0 if saturate else 0.0)
         self.calibrated.assign(1.0)
 
+    def emulates(self, kif, saturate):
+        """True when the calibrated inference uses format ``kif`` and this overflow mode."""
+        if not self.is_traced():
+            return False
+        same_mode = bool(ops.convert_to_numpy(self.saturate) > 0) == bool(saturate)
+        stored = (ops.convert_to_numpy(v) for v in (self.fw_k, self.fw_i, self.fw_f))
+        return same_mode and all(np.array_equal(a, np.broadcast_to(b, a.shape)) for a, b in zip(stored, kif))
+
     def _record(self, xq):
         lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
         hi = replica_max(ops.max(xq, axis=self.axes, keepdims=True))
