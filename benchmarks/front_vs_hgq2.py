@@ -282,7 +282,8 @@ def main(argv=None):
                 r["wall_s"] = time.perf_counter() - t0
                 tr["runs"][f"{row}@{beta:g}"] = r
                 save()
-                msg = r.get("error") or f"{r['test_accuracy']:.3f} @ {r['ebops']:,.0f} EBOPs (own {r['own_ebops']:,.0f})"
+                msg = r.get("error") or (
+                    f"{r['test_accuracy']:.3f} @ {r['ebops']:,.0f} EBOPs (own {r['own_ebops']:,.0f})")
                 log(f"{task} beta={beta:g} {row}: {msg} [{r['wall_s']:.0f}s]")
     with open(stem + ".md", "w") as f:
         f.write(markdown(results))

@@ -436,7 +436,8 @@ def _outputs_probabilities(model):
 
 
 def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE):
-    """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster) and a loss guessed from the targets ``y``; return the loss name.
+    """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster) and a loss
+    guessed from the targets ``y``; return the loss name.
 
     Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
     for a single output unit) with accuracy. Float targets: mean squared error.
