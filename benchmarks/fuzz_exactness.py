@@ -238,8 +238,8 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256):
     qmodel.compile(keras.optimizers.Adam(3e-3), "mse")
     qmodel.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[hr.ResetMinMax()])
     calib = _inputs(float_model, n_train, rng)
-    hr.trace_minmax(qmodel, calib, cover_factor=1.0)
-    proxy = hr.to_proxy_model(qmodel, aggressive=aggressive)
+    hr.trace_minmax(qmodel, calib, cover_factor=1.0, aggressive=aggressive)
+    proxy = hr.to_proxy_model(qmodel)  # the overflow mode of trace_minmax
     info = dict(family=family, seed=seed, rounding=rounding, aggressive=aggressive, granularity=granularity,
                 beta=beta, config=config)
     return qmodel, proxy, info, rng

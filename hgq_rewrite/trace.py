@@ -105,7 +105,7 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
         if cover_factor != 1:
             for layer in layers:
                 _widen(layer.paq, cover_factor)
-        _calibrate(model, layers, aggressive)
+        proxy = _calibrate(model, layers, aggressive)
     except BaseException:
         _restore(layers, before)
         raise
@@ -118,6 +118,10 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
             print(f"{layer.name}: {value:.0f}")
     if verbose:
         print(f"Total EBOPs: {total:.0f}")
+    if proxy is not None:
+        from .proxy.convert import keep_for_export
+
+        keep_for_export(model, proxy, aggressive)
     return total
 
 
@@ -139,8 +143,9 @@ def _calibrate(model, layers, aggressive):
     """Freeze each quantizer's firmware format (what ``to_proxy_model`` will emit)."""
     from .proxy.convert import ProxyConversionError, export_analysis
 
+    proxy = None
     try:
-        formats, inexact = export_analysis(model, aggressive=aggressive)
+        formats, inexact, proxy = export_analysis(model, aggressive=aggressive)
     except ProxyConversionError as exc:
         # not exportable (yet): emulate the traced formats; to_proxy_model refuses with the same reason
         warnings.warn(f"trace_minmax: the model cannot be exported as it is ({exc}); inference emulates the "
@@ -156,3 +161,4 @@ def _calibrate(model, layers, aggressive):
     for paq, kif in formats:
         if paq.has_firmware_state:
             paq.set_firmware_format(kif, saturate=not aggressive)
+    return proxy

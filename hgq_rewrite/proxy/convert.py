@@ -20,8 +20,10 @@ saturating (so SAT would clip to a different bound); the proxy drops them too,
 which changes nothing for values inside the range.
 """
 
+import hashlib
 import math
 import warnings
+import weakref
 
 import numpy as np
 import keras
@@ -84,13 +86,10 @@ def _dense_frac(f_in, kernel, bias):
     return out
 
 
-def _conv_frac(f_in, kernel, bias, strides, padding, dilation, depthwise):
-    """Like ``_dense_frac`` for a (depthwise) convolution, channels_last; f_in has shape (1, *spatial, C)."""
-    x = f_in[0]
-    f_w = frac_bits(kernel)  # (*k, C, F) or (*k, C, dm)
-    ks = f_w.shape[:-2]
+def _conv_patches(x, kernel_size, strides, padding, dilation, pad_value):
+    """``(output spatial shape, [(kernel offset, input patch of shape (*out_spatial, C)), ...])``."""
     out_sp, pads = [], []
-    for n, k, s, d in zip(x.shape[:-1], ks, strides, dilation):
+    for n, k, s, d in zip(x.shape[:-1], kernel_size, strides, dilation):
         span = d * (k - 1) + 1
         if padding == "same":
             o = math.ceil(n / s)
@@ -100,21 +99,43 @@ def _conv_frac(f_in, kernel, bias, strides, padding, dilation, depthwise):
             o = (n - span) // s + 1
             pads.append((0, 0))
         out_sp.append(o)
-    xp = np.pad(x, pads + [(0, 0)], constant_values=-np.inf)
+    xp = np.pad(x, pads + [(0, 0)], constant_values=pad_value)
+    patches = []
+    for offset in np.ndindex(*kernel_size):
+        window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, s, m in zip(offset, dilation, strides, out_sp))
+        patches.append((offset, xp[window]))
+    return tuple(out_sp), patches
+
+
+def _conv_frac(f_in, kernel, bias, strides, padding, dilation, depthwise):
+    """Like ``_dense_frac`` for a (depthwise) convolution, channels_last; f_in has shape (1, *spatial, C)."""
+    f_w = frac_bits(kernel)  # (*k, C, F) or (*k, C, dm)
+    out_sp, patches = _conv_patches(f_in[0], f_w.shape[:-2], strides, padding, dilation, -np.inf)
     n_out = f_w.shape[-2] * f_w.shape[-1] if depthwise else f_w.shape[-1]
     out = np.full((*out_sp, n_out), -np.inf)
-    for offset in np.ndindex(*ks):
-        window = tuple(slice(o * d, o * d + (m - 1) * s + 1, s) for o, d, s, m in zip(offset, dilation, strides, out_sp))
-        patch = xp[window]  # (*out_sp, C)
-        w = f_w[offset]  # (C, F) or (C, dm)
-        if depthwise:
-            cand = (patch[..., :, None] + w).reshape(*out_sp, n_out)
-        else:
-            cand = np.max(patch[..., :, None] + w, axis=-2)
-        out = np.maximum(out, cand)
+    for offset, patch in patches:
+        cand = patch[..., :, None] + f_w[offset]
+        out = np.maximum(out, cand.reshape(*out_sp, n_out) if depthwise else np.max(cand, axis=-2))
     if bias is not None:
         out = np.maximum(out, frac_bits(bias))
     return out[None]
+
+
+def _magnitude_bound(layer, magnitude, kernel, bias):
+    """Per output: sum of |weight| x input magnitude bound (+ |bias|), for Dense and (depthwise) convs."""
+    w = np.abs(kernel)
+    if isinstance(layer, HDense):
+        out = magnitude @ w
+    else:
+        out_sp, patches = _conv_patches(magnitude[0], w.shape[:-2], layer.strides, layer.padding,
+                                        layer.dilation_rate, 0.0)
+        depthwise = isinstance(layer, HDepthwiseConv2D)
+        n_out = w.shape[-2] * w.shape[-1] if depthwise else w.shape[-1]
+        out = np.zeros((*out_sp, n_out))
+        for offset, patch in patches:
+            out += (patch[..., :, None] * w[offset]).reshape(*out_sp, n_out) if depthwise else patch @ w[offset]
+        out = out[None]
+    return out + (np.abs(bias) if bias is not None else 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -250,14 +271,16 @@ class _ProxyBuilder:
             )
         qkernel, qbias = layer.qkernel, layer.qbias
         use_bias = qbias is not None
-        common = dict(use_bias=use_bias, dtype=F64, name=name)
+        # weights are set right after: zero initializers skip random draws (a compile each on JAX)
+        common = dict(use_bias=use_bias, dtype=F64, name=name, bias_initializer="zeros")
         f_in = self._f_of(x)
         if isinstance(layer, HDense):
-            plain = keras.layers.Dense(layer.units, **common)
+            plain = keras.layers.Dense(layer.units, kernel_initializer="zeros", **common)
             f_avail = _dense_frac(f_in, qkernel, qbias)
         elif isinstance(layer, (HConv1D, HConv2D)):
             base = keras.layers.Conv1D if isinstance(layer, HConv1D) else keras.layers.Conv2D
-            plain = base(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding, **common)
+            plain = base(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                         kernel_initializer="zeros", **common)
             f_avail = _conv_frac(f_in, qkernel, qbias, layer.strides, layer.padding, layer.dilation_rate, False)
         elif isinstance(layer, HDepthwiseConv2D):
             problem = depth_multiplier_problem(layer.depth_multiplier)
@@ -265,7 +288,7 @@ class _ProxyBuilder:
                 raise ProxyConversionError(f"Layer {layer.name!r} (HDepthwiseConv2D): {problem}.")
             plain = keras.layers.DepthwiseConv2D(
                 layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                depth_multiplier=layer.depth_multiplier, **common,
+                depth_multiplier=layer.depth_multiplier, depthwise_initializer="zeros", **common,
             )
             f_avail = _conv_frac(f_in, qkernel, qbias, layer.strides, layer.padding, layer.dilation_rate, True)
         else:
@@ -275,7 +298,7 @@ class _ProxyBuilder:
             )
         y = plain(x)
         plain.set_weights([qkernel, qbias] if use_bias else [qkernel])
-        self._check_float32(layer, plain, f_avail)
+        self._check_float32(layer, qkernel, qbias, f_avail)
         if layer.activation_name == "relu":
             y = keras.layers.Activation("relu", dtype=F64, name=self.name(f"{name}_relu"))(y)
         overrides = None
@@ -286,14 +309,11 @@ class _ProxyBuilder:
             y, layer.output_kif(), f_avail, layer.paq.config["rounding"], f"{name}_q", overrides, paq=layer.paq
         )
 
-    def _check_float32(self, layer, plain, f_avail):
+    def _check_float32(self, layer, qkernel, qbias, f_avail):
         """Note ``layer`` when its float32 sums may round: magnitude bound x carried fractional bits > 24 bits."""
         k, i, _ = (np.asarray(ops.convert_to_numpy(m), np.float64) for m in layer.input_kif_maps(True)[0])
-        magnitude = np.where(k + i > -1000, 2.0**i, 0.0)  # |x| <= 2**i for any format (k, i, f)
-        probe = type(plain).from_config({**plain.get_config(), "name": f"{plain.name}_bound"})
-        probe.build((None, *magnitude.shape[1:]))
-        probe.set_weights([np.abs(w) for w in plain.get_weights()])
-        bound = np.asarray(ops.convert_to_numpy(probe(ops.convert_to_tensor(magnitude, F64))), np.float64)
+        magnitude = 2.0**i  # |x| <= 2**i for any format (k, i, f)
+        bound = _magnitude_bound(layer, magnitude, qkernel, qbias)
         with np.errstate(divide="ignore"):
             bits = np.ceil(np.log2(bound)) + np.broadcast_to(f_avail, bound.shape)
         if np.any(np.isfinite(bits) & (bits > FLOAT32_SIGNIFICAND_BITS)):
@@ -496,20 +516,37 @@ def _build(model, aggressive, max_table_bits, name=None):
     return proxy, builder
 
 
-def export_analysis(model, aggressive=True, max_table_bits=16):
-    """What the exported firmware does with a traced model, without keeping the proxy.
+# model -> (fingerprint, proxy) built by the last export_analysis, handed out once by to_proxy_model
+_built_proxies = weakref.WeakKeyDictionary()
 
-    Returns ``(formats, float32_inexact)``: ``formats`` is ``[(quantizer, (k, i, f)), ...]``, the
+
+def _fingerprint(model, aggressive, max_table_bits):
+    digest = hashlib.sha1(repr((model.name, bool(aggressive), int(max_table_bits))).encode())
+    for w in model.weights:
+        digest.update(np.ascontiguousarray(ops.convert_to_numpy(w)).tobytes())
+    return digest.hexdigest()
+
+
+def export_analysis(model, aggressive=True, max_table_bits=16):
+    """What the exported firmware does with a traced model.
+
+    Returns ``(formats, float32_inexact, proxy)``: ``formats`` is ``[(quantizer, (k, i, f)), ...]``, the
     format each HGQ activation quantizer gets in the firmware (arrays of shape ``(1, *features)``:
     the traced format, with no more fractional bits than the quantizer's input carries, since
     hls4ml drops the others before it rounds and saturates); ``float32_inexact`` names the layers
     whose sums may need more than float32's 24 significant bits. Raises
-    :class:`ProxyConversionError` for a model that cannot be exported.
+    :class:`ProxyConversionError` for a model that cannot be exported. ``proxy`` is the proxy
+    built on the way (see :func:`keep_for_export`).
     """
     _check_built(model)
     link_model(model)
-    builder = _build(model, aggressive, max_table_bits)[1]
-    return list(builder.formats.values()), list(builder.float32_inexact)
+    proxy, builder = _build(model, aggressive, max_table_bits)
+    return list(builder.formats.values()), list(builder.float32_inexact), proxy
+
+
+def keep_for_export(model, proxy, aggressive=True, max_table_bits=16):
+    """Hand ``proxy`` to the next ``to_proxy_model(model)`` call, if the model does not change before it."""
+    _built_proxies[model] = (_fingerprint(model, aggressive, max_table_bits), proxy)
 
 
 def traced_overflow_is_wrap(model):
@@ -548,6 +585,9 @@ def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
     _check_traced(model)
     traced_wrap = traced_overflow_is_wrap(model)
     aggressive = traced_wrap if aggressive is None else bool(aggressive)
+    cached = _built_proxies.pop(model, None)
+    if name is None and cached is not None and cached[0] == _fingerprint(model, aggressive, max_table_bits):
+        return cached[1]  # built by trace_minmax from this very state
     proxy, builder = _build(model, aggressive, max_table_bits, name)
     differs = [paq.owner for paq, kif in builder.formats.values() if not paq.emulates(kif, saturate=not aggressive)]
     if differs:
