@@ -1,5 +1,6 @@
 """trace_minmax: exact activation ranges on calibration data, then exact EBOPs."""
 
+import numbers
 import warnings
 
 import numpy as np
@@ -18,6 +19,12 @@ def h_layers(model):
 def _as_inputs(data, model):
     """Validate calibration data: one array per model input, matching its feature shape, non-empty, finite."""
     arrays = list(data) if isinstance(data, (list, tuple)) else [data]
+    for idx, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray) and not hasattr(a, "__array__"):
+            raise ValueError(
+                f"trace_minmax: calibration data {idx} is a {type(a).__name__}; pass numpy arrays (one per model "
+                "input), e.g. np.concatenate([x for x, _ in dataset])."
+            )
     n_inputs = len(model.inputs) if getattr(model, "inputs", None) else 1
     if len(arrays) != n_inputs:
         raise ValueError(f"trace_minmax: the model has {n_inputs} input(s) but {len(arrays)} array(s) were given.")
@@ -29,6 +36,11 @@ def _as_inputs(data, model):
             raise ValueError(f"trace_minmax: calibration array {idx} is not numeric (dtype {a.dtype}).")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"trace_minmax: calibration array {idx} contains NaN or inf values.")
+        if a.size and np.max(np.abs(a)) > np.finfo(np.float32).max:
+            raise ValueError(
+                f"trace_minmax: calibration array {idx} holds values beyond float32's range (|x| up to "
+                f"{np.max(np.abs(a)):.3g}), which the model computes in; rescale the data."
+            )
         expected = tuple(model.inputs[idx].shape[1:]) if getattr(model, "inputs", None) else None
         if expected is not None and (
             len(expected) != a.ndim - 1 or any(e is not None and e != g for e, g in zip(expected, a.shape[1:]))
@@ -88,12 +100,15 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
 
     On any error the model keeps the ranges and calibration it had before the call.
     """
-    if not isinstance(cover_factor, (int, float)) or not np.isfinite(cover_factor) or cover_factor <= 0:
+    if isinstance(cover_factor, bool) or not isinstance(cover_factor, numbers.Real) or not (
+        np.isfinite(cover_factor) and cover_factor > 0
+    ):
         raise ValueError(f"trace_minmax: cover_factor must be a number > 0, got {cover_factor!r}.")
     if cover_factor < 1:
         warnings.warn("trace_minmax: cover_factor < 1 leaves traced values outside the range (overflow).")
-    if not isinstance(bsz, int) or bsz < 1:
+    if isinstance(bsz, bool) or not isinstance(bsz, numbers.Integral) or bsz < 1:
         raise ValueError(f"trace_minmax: bsz must be a positive int, got {bsz!r}.")
+    cover_factor, bsz = float(cover_factor), int(bsz)
     arrays = _as_inputs(data, model)
     link_model(model)
     layers = h_layers(model)

@@ -560,3 +560,15 @@ def test_a_failed_finetune_closes_its_progress_bar(monkeypatch):
     with pytest.raises(FloatingPointError):
         finetune(model, x, np.zeros((32, 3), "float32"), epochs=2, verbose=1)
     assert bars and bars[0].progress is not None and not bars[0].progress.live.is_started
+
+
+def test_trace_minmax_names_bad_calibration_data_and_accepts_numpy_scalars():
+    import tensorflow as tf
+
+    q = hr.quantize(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    x = np.random.default_rng(0).normal(0, 1, (16, 3))
+    with pytest.raises(ValueError, match="calibration data 0 is a .*Dataset; pass numpy arrays"):
+        hr.trace_minmax(q, tf.data.Dataset.from_tensor_slices(x))
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        hr.trace_minmax(q, x * 1e300)
+    hr.trace_minmax(q, x, bsz=np.int64(8), cover_factor=np.float32(1.5))
