@@ -84,27 +84,83 @@ def _summary(a):
     return f"{a.mean():.2f}", str(int(a.min())), str(int(a.max()))
 
 
-def format_table(stats, title="per-layer bitwidths", width=140):
-    """The stats as a text table: weight and activation bits (mean/min/max), pruned share, EBOPs share."""
+def format_table(stats, title="per-layer bitwidths", width=140, luts=None):
+    """The stats as a text table: weight and activation bits (mean/min/max), pruned share, EBOPs share.
+
+    ``luts``: optional da4ml estimate (:func:`da4ml_estimate`): adds a LUTs column beside EBOPs.
+    """
     from rich.console import Console
     from rich.table import Table
 
     total = sum(s.ebops for s in stats)
     table = Table(title=title)
-    for col in ("layer", "class", "weights", "w bits mean", "min", "max", "pruned",
-                "act bits mean", "min", "max", "EBOPs", "share"):
+    cols = ["layer", "class", "weights", "w bits mean", "min", "max", "pruned", "act bits mean", "min", "max",
+            "EBOPs", "share"]
+    if luts is not None:
+        cols.append("LUTs (da4ml)")
+        width = max(width, 160)
+    for col in cols:
         table.add_column(col, justify="left" if col in ("layer", "class") else "right")
     for s in stats:
         w = _summary(s.weight_bits)
         a = _summary(s.activation_bits)
         share = f"{100 * s.ebops / total:.1f}%" if total > 0 else "-"
+        extra = [] if luts is None else [f"{luts.per_layer[s.name]:,.0f}" if s.name in luts.per_layer else "-"]
         table.add_row(s.name, s.class_name, str(s.n_weights) if s.n_weights else "-", *w,
-                      f"{100 * s.pruned:.0f}%" if s.n_weights else "-", *a, f"{s.ebops:,.0f}", share)
+                      f"{100 * s.pruned:.0f}%" if s.n_weights else "-", *a, f"{s.ebops:,.0f}", share, *extra)
+    extra = [] if luts is None else [f"{luts.total:,.0f}"]
     table.add_row("total", "", str(sum(s.n_weights for s in stats)), "", "", "", "", "", "", "", f"{total:,.0f}",
-                  "100%" if total > 0 else "-", end_section=True)
+                  "100%" if total > 0 else "-", *extra, end_section=True)
     buf = io.StringIO()
     Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
     return buf.getvalue()
+
+
+DA_INSTALL_HINT = ("LUTs: not estimated (da4ml is not installed); for da4ml's LUT estimate: "
+                   "pip install 'hgq_rewrite[da]'")
+
+
+@dataclass
+class LUTEstimate:
+    """da4ml's LUT estimate of a traced HGQ model, per H-layer (see :func:`da4ml_estimate`).
+
+    Attributes:
+        total: LUTs of the whole model (da4ml's cost model; shared adders counted once).
+        per_layer: LUTs per H-layer name: the proxy layers it became (the layer, its activation and
+            its output quantizer), as :func:`hgq_rewrite.estimate_resources` splits them.
+        latency: da4ml's latency estimate.
+        estimate: the :class:`hgq_rewrite.export.da.ResourceEstimate`.
+    """
+
+    total: float
+    per_layer: dict
+    latency: float
+    estimate: object = None
+
+
+def da4ml_estimate(model, stats=None):
+    """da4ml's LUT estimate of a traced HGQ ``model``, or a one-line message saying why there is none.
+
+    Returns ``(LUTEstimate, None)``, or ``(None, message)`` when da4ml is not installed (the message
+    says how to install it) or the model cannot be traced by da4ml. da4ml is imported lazily.
+    """
+    from .export._deps import available
+
+    if not available("da"):
+        return None, DA_INSTALL_HINT
+    from .export.da import estimate_resources
+
+    try:
+        est = estimate_resources(model)
+    except Exception as e:  # noqa: BLE001 - the report still prints everything else
+        return None, f"LUTs: da4ml cannot estimate this model ({type(e).__name__}: {str(e).splitlines()[0]})"
+    names = sorted((s.name for s in (stats if stats is not None else layer_stats(model))), key=len, reverse=True)
+    per_layer = {}
+    for row in est.layers:
+        owner = next((n for n in names if row["name"] == n or row["name"].startswith(n + "_")), None)
+        if owner is not None:
+            per_layer[owner] = per_layer.get(owner, 0.0) + row["luts"]
+    return LUTEstimate(float(est.luts), per_layer, float(est.latency), est), None
 
 
 def _pyplot():

@@ -181,7 +181,8 @@ def cmd_export(args):
 def cmd_report(args):
     import hgq_rewrite as hr
 
-    from ..report import format_front, format_table, is_traced, layer_stats, plot_bit_histograms, plot_pareto
+    from ..report import (da4ml_estimate, format_front, format_table, is_traced, layer_stats, plot_bit_histograms,
+                          plot_pareto)
 
     pareto = args.pareto
     target = args.model
@@ -213,11 +214,17 @@ def cmd_report(args):
         ebops = None
         source = None
     stats = layer_stats(qmodel)
-    print(format_table(stats, title=f"{qmodel.name}: per-layer bitwidths"), end="")
+    luts, luts_note = da4ml_estimate(qmodel, stats) if ebops is not None else (None, None)
+    print(format_table(stats, title=f"{qmodel.name}: per-layer bitwidths", luts=luts), end="")
     if ebops is None:
         print("activation bits: not traced (pass --calib DATA.npz); EBOPs: estimate of the last training step")
     else:
         print(f"EBOPs: {ebops:,.0f} ({source})")
+    if luts is not None:
+        print(f"LUTs: {luts.total:,.0f} (da4ml's cost model, distributed arithmetic; latency {luts.latency:g}; "
+              "per layer: the layer with its activation and output quantizer)")
+    elif luts_note:
+        print(luts_note)
     print("weight bits: significant bits of each quantized weight, as counted by EBOPs (0 = pruned)")
     if pareto:
         summary, entries = _read_front(pareto)

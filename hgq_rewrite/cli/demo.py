@@ -117,6 +117,17 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
         log(f"[4/5] trace_minmax on the training set: {ebops:,.0f} EBOPs; HGQ test accuracy {hgq_acc:.4f}")
 
         result = {"float_accuracy": float_acc, "hgq_accuracy": hgq_acc, "ebops": ebops, "front": len(front)}
+        from ..export._deps import available
+
+        if available("da"):  # da4ml's LUT estimate beside EBOPs (optional extra [da])
+            from ..report import da4ml_estimate
+
+            est, note = da4ml_estimate(qmodel)
+            if est is not None:
+                result["luts"] = est.total
+                log(f"        da4ml estimate: {est.total:,.0f} LUTs (LUT/EBOPs {est.total / max(ebops, 1):.2f})")
+            else:
+                log(f"        {note}")
         # 5. proxy + hls4ml + bit-exactness
         if hls:
             fig = export(qmodel, [x], os.path.join(out, "export"), check_data=[xt], log=lambda m: log(f"        {m}"))
@@ -133,8 +144,8 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
             log("[5/5] export skipped (--no-hls)")
         result["seconds"] = time.perf_counter() - t_start
         log(f"done in {result['seconds']:.0f} s: float {float_acc:.4f} -> HGQ {hgq_acc:.4f} test accuracy "
-            f"at {ebops:,.0f} EBOPs" + (f"; firmware bit-exact: {'yes' if not result['mismatches'] else 'NO'}"
-                                         if hls else ""))
+            f"at {ebops:,.0f} EBOPs" + (f" (~{result['luts']:,.0f} LUTs, da4ml)" if "luts" in result else "")
+            + (f"; firmware bit-exact: {'yes' if not result['mismatches'] else 'NO'}" if hls else ""))
         return result
     finally:
         if tmp is not None:
