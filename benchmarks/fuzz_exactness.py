@@ -217,7 +217,7 @@ def combos():
     return list(itertools.product(ROUNDINGS, AGGRESSIVE, GRANULARITIES))
 
 
-def build_case(family, seed, rounding, aggressive, granularity, n_train=256):
+def build_case(family, seed, rounding, aggressive, granularity, n_train=256, epochs=2):
     """Float model -> quantize -> short fine-tune -> trace -> proxy. Returns (qmodel, proxy, info, rng)."""
     import hgq_rewrite as hr
 
@@ -226,7 +226,7 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256):
     float_model = FAMILIES[family](rng)
     x, y = _inputs(float_model, n_train, rng), _targets(float_model, n_train, rng)
     float_model.compile("adam", "mse")
-    float_model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    float_model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
     beta = float(10 ** rng.uniform(-7, -4))
     config = {
         "defaults": {
@@ -236,7 +236,7 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256):
     }
     qmodel = hr.quantize(float_model, config, beta=beta)
     qmodel.compile(keras.optimizers.Adam(3e-3), "mse")
-    qmodel.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[hr.ResetMinMax()])
+    qmodel.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[hr.ResetMinMax()])
     calib = _inputs(float_model, n_train, rng)
     hr.trace_minmax(qmodel, calib, cover_factor=1.0, aggressive=aggressive)
     proxy = hr.to_proxy_model(qmodel)  # the overflow mode of trace_minmax
@@ -245,12 +245,13 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256):
     return qmodel, proxy, info, rng
 
 
-def run_case(family, seed, rounding, aggressive, granularity, n_samples, compile_hls=True, keep_dir=None):
+def run_case(family, seed, rounding, aggressive, granularity, n_samples, compile_hls=True, keep_dir=None,
+             n_train=256, epochs=2):
     """One fuzz case; returns its record (mismatch counts, or the error that stopped it)."""
     from hgq_rewrite.proxy import check_bit_exact, predict_float64
 
     t0 = time.time()
-    qmodel, proxy, info, rng = build_case(family, seed, rounding, aggressive, granularity)
+    qmodel, proxy, info, rng = build_case(family, seed, rounding, aggressive, granularity, n_train, epochs)
     x = _inputs(qmodel, n_samples, rng, far=True)
     y_proxy = predict_float64(proxy, x)
     y_hgq = qmodel.predict(x, verbose=0, batch_size=1024)
