@@ -93,7 +93,10 @@ def test_layer_zoo_two_inputs_two_outputs_and_lut():
     x = [inputs_with_overflow(rng, (6, 6, 2), 200), inputs_with_overflow(rng, (8, 3), 200)]
     rep = check_qonnx(proxy, x)
     assert rep.ok, str(rep)
-    assert {"Conv", "MaxPool", "AveragePool", "ReduceMean", "Gather", "Concat", "Transpose"} <= set(rep.op_counts)
+    assert {"Conv", "MaxPool", "AveragePool", "ReduceMean", "MultiThreshold", "Concat", "Transpose"} <= set(rep.op_counts)
+    rep = check_qonnx(proxy, x, lut="gather")
+    assert rep.ok, str(rep)
+    assert "Gather" in rep.op_counts and "MultiThreshold" not in rep.op_counts
 
 
 @needs_qonnx
@@ -145,6 +148,65 @@ def test_lut_refusal_and_bad_arguments():
     soft = keras.layers.Activation("softmax", dtype=F64, name="soft")
     with pytest.raises(QONNXExportError, match="soft"):
         to_qonnx(model(inp, soft(x), "softmax_model"))
+
+
+def _every_code_and_beyond(kif_in):
+    """Every code of ``kif_in``, the half-way points between codes (rounding ties), points a quarter step
+    off the grid, and inputs far beyond the range on both sides."""
+    from hgq_rewrite.proxy.unary_lut import lut_inputs
+
+    codes = np.sort(lut_inputs(kif_in))
+    step = 2.0 ** -kif_in[2]
+    span = codes[-1] - codes[0] + step
+    far = np.concatenate([codes[0] - span * np.array([0.01, 0.5, 1.0, 3.7, 40.0]),
+                          codes[-1] + span * np.array([0.01, 0.5, 1.0, 3.7, 40.0])])
+    return np.concatenate([codes, codes + step / 2, codes - step / 4, far]).reshape(-1, 1), codes.size
+
+
+@needs_qonnx
+@pytest.mark.parametrize("fn", ["tanh", "sigmoid", "neg_tanh"])
+@pytest.mark.parametrize("SAT", ["SAT", "WRAP"])
+def test_monotonic_lut_as_multithreshold_is_exact_on_every_code(fn, SAT):
+    from hgq_rewrite.export import check_qonnx
+
+    kif_in, kif_out = (1, 2, 4), ((0, 0, 6) if fn == "sigmoid" else (1, 0, 5))
+    func = (lambda t: -keras.ops.tanh(t)) if fn == "neg_tanh" else fn  # neg_tanh: a non-increasing table
+    inp = keras.Input((1,), dtype=F64)
+    x = q(kif_in, SAT=SAT, name="lut_in")(inp)
+    proxy = model(inp, unary_lut(func, kif_in, kif_out, name=f"my_{fn}")(x), f"mt_{fn}_{SAT}".lower())
+    xs, n_codes = _every_code_and_beyond(kif_in)
+    assert n_codes == 128
+    rep = check_qonnx(proxy, xs, lut="multithreshold")
+    assert rep.ok and rep.n_samples == 3 * 128 + 10, str(rep)
+    assert rep.op_counts.get("MultiThreshold") == 1 and "Gather" not in rep.op_counts
+    # every output level of the table is reached: the staircase is not trivially flat
+    assert np.unique(rep.qonnx_output).size > 30
+    assert check_qonnx(proxy, xs).op_counts.get("MultiThreshold") == 1  # the default ("auto") picks it too
+
+
+@needs_qonnx
+def test_multithreshold_refuses_gelu_and_unguarded_inputs():
+    from hgq_rewrite.export import check_qonnx, to_qonnx
+    from hgq_rewrite.export.qonnx import multithreshold_staircase
+
+    inp = keras.Input((1,), dtype=F64)
+    x = q((1, 2, 3), SAT="SAT", name="lut_in")(inp)
+    gelu = model(inp, unary_lut("gelu", (1, 2, 3), (1, 2, 4), name="my_gelu")(x), "gelu")
+    with pytest.raises(QONNXExportError, match=r"'my_gelu'.*not monotonic.*lut='gather'"):
+        to_qonnx(gelu, lut="multithreshold")
+    with pytest.raises(ValueError, match="not monotonic"):
+        multithreshold_staircase(gelu.get_layer("my_gelu").table.numpy(), (1, 2, 3), (1, 2, 4))
+    xs, _ = _every_code_and_beyond((1, 2, 3))
+    rep = check_qonnx(gelu, xs)  # "auto" falls back to Gather, still exact
+    assert rep.ok and "Gather" in rep.op_counts and "MultiThreshold" not in rep.op_counts, str(rep)
+    # a monotonic table after a wider quantizer: out of its range the table wraps, MultiThreshold would saturate
+    wide = q((1, 3, 3), SAT="SAT", name="wide_in")(inp)
+    bare = model(inp, unary_lut("tanh", (1, 2, 3), (1, 0, 5), name="bare_tanh")(wide), "bare")
+    with pytest.raises(QONNXExportError, match=r"'bare_tanh'.*FixedPointQuantizer"):
+        to_qonnx(bare, lut="multithreshold")
+    assert "Gather" in check_qonnx(bare, xs).op_counts
+    with pytest.raises(ValueError, match="lut must be one of"):
+        to_qonnx(gelu, lut="table")
 
 
 def test_missing_extra_has_a_one_line_install_hint(monkeypatch):

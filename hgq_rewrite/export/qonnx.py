@@ -16,9 +16,16 @@ per-element :class:`~hgq_rewrite.proxy.FixedPointQuantizer` (k, B, I) therefore 
   whenever no element leaves its own range; see docs/qonnx.md for what differs otherwise.
 
 Tensors keep Keras' channels-last layout; ``Conv`` and pooling are wrapped in ``Transpose``
-nodes. :class:`~hgq_rewrite.proxy.UnaryLUT` tables become ``Gather`` over the table indexed by
-the integer code (a standard ONNX op; qonnx's ``execute_onnx`` runs it, the hls4ml and FINN
-QONNX frontends do not read it), or are refused with ``lut="refuse"``.
+nodes. :class:`~hgq_rewrite.proxy.UnaryLUT` tables (``lut=``):
+
+* ``"multithreshold"``: a monotonic table becomes QONNX's ``MultiThreshold`` (a staircase: one
+  threshold per output step, at the half-way points between input codes, ``out_scale`` = +-the
+  output step, ``out_bias`` = the table's value at the lowest input code); a non-monotonic table
+  (gelu, ...) is refused, as is a table whose input is not guaranteed inside ``kif_in``'s range;
+* ``"gather"``: ``Gather`` over the table indexed by the integer code (a standard ONNX op; qonnx's
+  ``execute_onnx`` runs it, the hls4ml and FINN QONNX frontends do not read it);
+* ``"auto"`` (default): ``"multithreshold"`` where it applies, ``"gather"`` elsewhere;
+* ``"refuse"``: every table is refused.
 """
 
 import os
@@ -35,6 +42,8 @@ from .source import as_proxy, call_order
 QONNX_DOMAIN = "qonnx.custom_op.general"
 ONNX_OPSET = 13
 DTYPES = ("float32", "float64")
+LUT_MODES = ("auto", "multithreshold", "gather", "refuse")
+_LAYOUTS = {2: "NC", 3: "NWC", 4: "NHWC", 5: "NDHWC"}
 
 
 class QONNXExportError(ValueError):
@@ -85,6 +94,75 @@ def quant_encoding(k, b, i, round_mode, overflow, exact_overflow=True):
     elif not live.all():
         enc["mask"] = live.astype(np.float64)
     return enc
+
+
+def multithreshold_staircase(table, kif_in, kif_out):
+    """The ``MultiThreshold`` parameters that reproduce a monotonic UnaryLUT table (numpy only).
+
+    The table is put in input-value order. For a non-decreasing table with output step
+    ``s = 2**-f_out``, level ``m`` (``1 .. (max - min) / s``) is reached at the first input code
+    ``c_m`` whose value is ``>= table_min + m*s``; its threshold is ``(c_m - 1/2) * 2**-f_in``, so
+    ``x >= threshold`` is ``floor(x*2**f_in + 1/2) >= c_m``: the proxy's round-half-up code, also
+    for inputs between grid points. A jump of several steps repeats the threshold. Output:
+    ``out_bias + out_scale * count`` with ``out_bias`` the value at the lowest code and
+    ``out_scale = +s`` (non-decreasing) or ``-s`` (non-increasing).
+
+    Returns:
+        ``(thresholds, out_scale, out_bias)``: thresholds as a float64 ``(1, T)`` array.
+
+    Raises:
+        ValueError: the table is neither non-decreasing nor non-increasing (the message says where).
+    """
+    from ..proxy.unary_lut import lut_inputs
+
+    table = np.asarray(table, dtype=np.float64).ravel()
+    k_in, i_in, f_in = (int(v) for v in kif_in)
+    f_out = int(kif_out[2])
+    x = lut_inputs(kif_in)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], table[order]
+    d = np.diff(y)
+    if np.all(d >= 0):
+        sign = 1.0
+    elif np.all(d <= 0):
+        sign = -1.0
+    else:
+        up, down = int(np.argmax(d > 0)), int(np.argmax(d < 0))
+        raise ValueError(
+            f"the table is not monotonic: it rises between inputs {x[up]:g} and {x[up + 1]:g} and falls between "
+            f"{x[down]:g} and {x[down + 1]:g}"
+        )
+    step = 2.0**-f_out
+    levels = np.rint(sign * (y - y[0]) / step).astype(np.int64)
+    n = int(levels[-1])
+    if n == 0:
+        return np.zeros((1, 1)), 0.0, float(y[0])
+    first = np.searchsorted(levels, np.arange(1, n + 1), side="left")
+    thresholds = (x[first] - 2.0 ** (-f_in - 1)).reshape(1, n)
+    return thresholds, sign * step, float(y[0])
+
+
+def _lut_input_in_range(node, kif_in):
+    """True when the UnaryLUT's input comes from a FixedPointQuantizer whose every element lies on
+    ``kif_in``'s grid and inside its range (then MultiThreshold's saturation never shows)."""
+    producer = node.arguments.keras_tensors[0]._keras_history[0]
+    if not isinstance(producer, FixedPointQuantizer):
+        return False
+    k, b, i = (m.astype(np.int64) for m in producer.mask_kbi)
+    live = b > 0
+    if not live.any():
+        return True
+    k, b, i = k[live], b[live], i[live]
+    f = b - i
+    k_in, i_in, f_in = (int(v) for v in kif_in)
+    lo = -k * np.ldexp(1.0, np.maximum(b - 1, 0) - f)
+    hi = (np.ldexp(1.0, b - k) - 1.0) * np.ldexp(1.0, -f)
+    if producer.SAT == "SAT_SYM":
+        lo = np.where((k == 1) & (b > 1), -hi, lo)
+    b_in = k_in + i_in + f_in
+    lo_in = -k_in * 2.0 ** (b_in - 1 - f_in)
+    hi_in = (2.0 ** (b_in - k_in) - 1.0) * 2.0**-f_in
+    return bool(np.all(f <= f_in) and np.all(lo >= lo_in) and np.all(hi <= hi_in))
 
 
 @dataclass
@@ -225,7 +303,7 @@ class _Exporter:
             enc = quant_encoding(k, b, i, layer.RND, layer.SAT, self.exact_overflow)
             return _emit_quant(g, x, enc, base, mask_shape or (1,))
         if isinstance(layer, UnaryLUT):
-            return self.unary_lut(layer, x, base)
+            return self.unary_lut(layer, node, x, base, len(in_shape))
         if isinstance(layer, keras.layers.Dense):
             kernel, *bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
             y = g.node("MatMul", [x, g.const(kernel, f"{base}_kernel")], f"{base}_matmul")
@@ -301,8 +379,27 @@ class _Exporter:
         y = _to_channels_last(g, y, rank, base)
         return self.activation(layer, y, base)
 
-    def unary_lut(self, layer, x, base):
+    def unary_lut(self, layer, node, x, base, rank):
         g = self.g
+        table = np.asarray(keras.ops.convert_to_numpy(layer.table), dtype=np.float64)
+        if self.lut in ("auto", "multithreshold"):
+            reason = None
+            try:
+                staircase = multithreshold_staircase(table, layer.kif_in, layer.kif_out)
+            except ValueError as e:
+                reason = str(e)
+            if reason is None and not _lut_input_in_range(node, layer.kif_in):
+                reason = ("its input does not come from a FixedPointQuantizer inside the table's input format, so it "
+                          "can leave the range, where the table wraps and MultiThreshold saturates")
+            if reason is None:
+                return self.multithreshold(layer, x, base, rank, *staircase)
+            if self.lut == "multithreshold":
+                raise QONNXExportError(
+                    f"Layer {layer.name!r} (UnaryLUT, input format {layer.kif_in}) cannot be written as a QONNX "
+                    f"MultiThreshold: {reason}. MultiThreshold only reproduces monotonic tables of an in-range input. "
+                    "Remedy: to_qonnx(..., lut='gather') (an ONNX Gather over the table; executed by qonnx's "
+                    "execute_onnx, not read by the hls4ml/FINN QONNX frontends), or lut='auto'."
+                )
         if self.lut == "refuse":
             raise QONNXExportError(
                 f"Layer {layer.name!r} (UnaryLUT, input format {layer.kif_in}) is a lookup table, and QONNX has no "
@@ -311,13 +408,27 @@ class _Exporter:
                 "by relu/linear before quantizing."
             )
         k, i, f = layer.kif_in
-        table = np.asarray(keras.ops.convert_to_numpy(layer.table), dtype=np.float64)
         code = g.node("Round", [g.node("Mul", [x, g.const(2.0**f, f"{base}_inv_step")], f"{base}_code_f")],
                       f"{base}_code_r")
         code = g.node("Cast", [code], f"{base}_code", to=7)  # INT64
         index = g.node("Mod", [code, g.const(np.int64(table.size), f"{base}_size", dtype=np.int64)],
                        f"{base}_index", fmod=0)
         y = g.node("Gather", [g.const(table, f"{base}_table"), index], f"{base}_lookup", axis=0)
+        return self.table_format(layer, y, base)
+
+    def multithreshold(self, layer, x, base, rank, thresholds, out_scale, out_bias):
+        g = self.g
+        ko, io, fo = layer.kif_out
+        attrs = dict(out_dtype="FLOAT32" if g.dtype == "float32" else "FLOAT64", out_scale=float(out_scale),
+                     out_bias=float(out_bias))
+        if rank in _LAYOUTS:
+            attrs["data_layout"] = _LAYOUTS[rank]
+        y = g.node("MultiThreshold", [x, g.const(thresholds, f"{base}_thresholds")], f"{base}_staircase",
+                   domain=QONNX_DOMAIN, **attrs)
+        return self.table_format(layer, y, base)
+
+    def table_format(self, layer, y, base):
+        g = self.g
         ko, io, fo = layer.kif_out
         bits = ko + io + fo
         if bits <= 0:
@@ -328,7 +439,7 @@ class _Exporter:
                       base, domain=QONNX_DOMAIN, signed=int(signed), narrow=0, rounding_mode="ROUND")
 
 
-def to_qonnx(model, path=None, *, exact_overflow=True, dtype="float32", batch_size=1, lut="gather",
+def to_qonnx(model, path=None, *, exact_overflow=True, dtype="float32", batch_size=1, lut="auto",
              aggressive=None, name=None):
     """Write a QONNX model (standard ONNX ops + QONNX ``Quant``) that computes what the proxy computes.
 
@@ -342,7 +453,10 @@ def to_qonnx(model, path=None, *, exact_overflow=True, dtype="float32", batch_si
             onnxruntime has no float64 ``Conv``/``AveragePool``, so only for models without them).
         batch_size: the fixed batch dimension of inputs and outputs (qonnx's ``execute_onnx`` needs
             fixed shapes).
-        lut: ``"gather"`` (a UnaryLUT becomes ``Gather`` over its table) or ``"refuse"``.
+        lut: how a UnaryLUT is written: ``"multithreshold"`` (QONNX ``MultiThreshold``; a non-monotonic
+            table, or one whose input is not a quantizer inside its input format, is refused),
+            ``"gather"`` (ONNX ``Gather`` over the table), ``"auto"`` (multithreshold where it applies,
+            else gather) or ``"refuse"``.
         aggressive: passed to ``to_proxy_model`` for an HGQ model (``None``: the traced mode).
         name: graph name (default: the proxy's name).
 
@@ -358,8 +472,8 @@ def to_qonnx(model, path=None, *, exact_overflow=True, dtype="float32", batch_si
     InferShapes = require("qonnx", "qonnx.transformation.infer_shapes").InferShapes
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
-    if lut not in ("gather", "refuse"):
-        raise ValueError(f"lut must be 'gather' or 'refuse', got {lut!r}.")
+    if lut not in LUT_MODES:
+        raise ValueError(f"lut must be one of {LUT_MODES}, got {lut!r}.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     proxy = as_proxy(model, aggressive)
@@ -428,7 +542,7 @@ class QONNXCheckReport:
                 f"{self.n_mismatching}/{self.n_samples} samples mismatch (max |diff| {self.max_abs_diff:g})")
 
 
-def check_qonnx(model, x, *, exact_overflow=True, dtype="float32", lut="gather", aggressive=None):
+def check_qonnx(model, x, *, exact_overflow=True, dtype="float32", lut="auto", aggressive=None):
     """Export to QONNX with the batch size of ``x``, run qonnx's ``execute_onnx`` and compare with the proxy.
 
     The proxy is run (``predict_float64``) on ``x`` cast to ``dtype`` first, which is what the
