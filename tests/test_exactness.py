@@ -249,3 +249,14 @@ def test_explain_says_before_anything_is_built_that_softmax_does_not_export():
     x = L.Input((4,))
     m = keras.Model(x, L.Softmax()(L.Dense(3)(x)))
     assert "does not export" in str(hr.explain(m))
+
+
+@pytest.mark.parametrize("aggressive", [True, False])
+def test_huge_inputs_overflow_like_the_proxy_instead_of_nan(aggressive):
+    rng = np.random.default_rng(8)
+    q = hr.quantize(keras.Sequential([L.Input((3,)), L.Dense(2)]))
+    hr.trace_minmax(q, rng.normal(0, 1, (64, 3)), aggressive=aggressive)
+    x = np.array([[1e38, -1e38, 3e37], [-2.5e38, 1.0, 7e30]], dtype="float32")
+    y = q.predict(x, verbose=0)
+    assert np.all(np.isfinite(y))
+    _same(y, predict_float64(hr.to_proxy_model(q), x))

@@ -65,7 +65,8 @@ def apply_overflow(x, k, i, f, mode="WRAP"):
     if mode == "WRAP":
         span = ops.power(2.0, i + k)  # 2**(k+i) = size of the integer range
         offset = k * ops.power(2.0, i)
-        return ops.mod(x + offset, span) - offset
+        # mod(x, span) first: exact for any x, where x + offset would round away the offset once x is huge
+        return ops.mod(ops.mod(x, span) + offset, span) - offset
     check_modes("RND", mode)
 
 

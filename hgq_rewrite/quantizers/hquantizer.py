@@ -198,7 +198,9 @@ class HQuantizer(keras.layers.Layer):
         """What the exported firmware computes: the calibrated format, its rounding and overflow."""
         k, i, f = (ops.cast(v, x.dtype) for v in (self.fw_k, self.fw_i, self.fw_f))
         mode = self.config["rounding"]
-        wrap = quantize(x, k, i, f, mode, "WRAP")
+        # fold x into one period of the wrap first (exact, and round() commutes with whole periods): a huge x
+        # would overflow to inf in x * 2**f and come out NaN
+        wrap = quantize(ops.mod(x, ops.power(2.0, k + i)), k, i, f, mode, "WRAP")
         sat = quantize(x, k, i, f, mode, "SAT")
         return ops.where(self.saturate > 0, sat, wrap)
 
