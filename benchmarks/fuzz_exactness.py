@@ -246,7 +246,7 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256, epo
 
 
 def run_case(family, seed, rounding, aggressive, granularity, n_samples, compile_hls=True, keep_dir=None,
-             n_train=256, epochs=2):
+             n_train=256, epochs=2, qonnx=False):
     """One fuzz case; returns its record (mismatch counts, or the error that stopped it)."""
     from hgq_rewrite.proxy import check_bit_exact, predict_float64
 
@@ -256,6 +256,13 @@ def run_case(family, seed, rounding, aggressive, granularity, n_samples, compile
     y_proxy = predict_float64(proxy, x)
     y_hgq = qmodel.predict(x, verbose=0, batch_size=1024)
     info.update(samples=n_samples, hgq_vs_proxy=mismatched_samples(y_hgq, y_proxy))
+    if qonnx:  # the QONNX model (exact form) run by qonnx's execute_onnx
+        from hgq_rewrite.export import check_qonnx
+
+        try:
+            info["proxy_vs_qonnx"] = int(check_qonnx(proxy, x).n_mismatching)
+        except Exception as exc:
+            info.update(proxy_vs_qonnx=None, qonnx_error=f"{type(exc).__name__}: {str(exc)[:300]}")
     if compile_hls:
         out_dir = tempfile.mkdtemp(prefix=f"fuzz_{family}_", dir=keep_dir)
         try:
@@ -277,6 +284,7 @@ def main(argv=None):
     parser.add_argument("--families", nargs="*", default=sorted(FAMILIES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-compile", action="store_true", help="HGQ vs proxy only (no hls4ml / g++)")
+    parser.add_argument("--qonnx", action="store_true", help="also export to QONNX and run it with execute_onnx")
     parser.add_argument("--out", default=None, help="JSON file for the per-case records")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.families) - set(FAMILIES))
@@ -288,20 +296,22 @@ def main(argv=None):
         family = args.families[n % len(args.families)]
         rounding, aggressive, granularity = all_combos[n % len(all_combos)]
         rec = run_case(family, args.seed * 1000 + n, rounding, aggressive, granularity, args.samples,
-                       compile_hls=not args.no_compile)
+                       compile_hls=not args.no_compile, qonnx=args.qonnx)
         records.append(rec)
         hls = "-" if args.no_compile else (rec["proxy_vs_hls"] if rec.get("compiled") else "COMPILE FAILED")
         print(f"[{n + 1:3d}/{args.cases}] {family:24s} {rounding:8s} aggressive={str(aggressive):5s} "
               f"{granularity:8s} hgq!=proxy {rec['hgq_vs_proxy']:5d}  proxy!=hls {hls}  ({rec['seconds']} s)"
-              + (f"  {rec['error']}" if rec.get("error") else ""), flush=True)
+              + (f"  proxy!=qonnx {rec['proxy_vs_qonnx']}" if "proxy_vs_qonnx" in rec else "")
+              + (f"  {rec['error']}" if rec.get("error") else "")
+              + (f"  {rec['qonnx_error']}" if rec.get("qonnx_error") else ""), flush=True)
         if args.out:
             _write(args.out, records, args, time.time() - start)
     summary = _summary(records, time.time() - start)
     print(json.dumps(summary, indent=1))
     if args.out:
         _write(args.out, records, args, time.time() - start)
-    return 0 if summary["hgq_vs_proxy_mismatches"] == 0 and not summary["hls_mismatches"] and not summary[
-        "failed_compiles"] else 1
+    bad = ("hgq_vs_proxy_mismatches", "hls_mismatches", "failed_compiles", "qonnx_mismatches", "qonnx_failures")
+    return 1 if any(summary[key] for key in bad) else 0
 
 
 def _summary(records, seconds):
@@ -314,6 +324,9 @@ def _summary(records, seconds):
         hls_samples=sum(r["samples"] for r in compiled),
         hls_mismatches=sum(r["proxy_vs_hls"] for r in compiled),
         failed_compiles=sum(1 for r in records if r.get("compiled") is False),
+        qonnx_models=sum(1 for r in records if r.get("proxy_vs_qonnx") is not None),
+        qonnx_mismatches=sum(r.get("proxy_vs_qonnx") or 0 for r in records),
+        qonnx_failures=sum(1 for r in records if "qonnx_error" in r),
         wall_seconds=round(seconds, 1),
     )
 
