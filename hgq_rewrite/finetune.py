@@ -25,12 +25,14 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from numbers import Integral, Real
 
 import keras
 import numpy as np
 
+from .beta_control import BetaController, check_target
 from .bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam, check_scale
 from .callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from .files import is_temporary, save_model, write_json
@@ -88,6 +90,52 @@ class FrontEntry:
         out = asdict(self)
         out.pop("weights")
         return out
+
+
+class Front(list):
+    """The front `finetune` returns: a list of `FrontEntry`, fewest EBOPs first.
+
+    With ``target_ebops`` it also tells which member meets the budget:
+
+    Attributes:
+        target_ebops: the EBOPs budget, or None.
+        chosen: the member with the best metric among those with EBOPs <= ``target_ebops``;
+            None without a target or when no epoch reached it.
+        reached: True if some member is at or under the target (None without a target).
+        message: one line saying which member was chosen, or that the target was not reached.
+    """
+
+    target_ebops = None
+    chosen = None
+    reached = None
+    message = ""
+
+
+def choose_member(entries, target, mode):
+    """The entry with the best metric among ``entries`` whose EBOPs are <= ``target`` (None if none)."""
+    under = [e for e in entries if e.ebops <= target]
+    if not under:
+        return None
+    sign = 1 if mode == "max" else -1
+    return max(under, key=lambda e: (sign * e.metric, -e.ebops, -e.epoch))
+
+
+def _target_result(entries, target, mode, metric, points):
+    front = Front(entries)
+    front.target_ebops = target
+    front.chosen = choose_member(entries, target, mode)
+    front.reached = front.chosen is not None
+    if front.reached:
+        c = front.chosen
+        where = f" ({c.path})" if c.path else ""
+        front.message = (f"target {target:,.0f} EBOPs reached: epoch {c.epoch + 1}, {metric} {c.metric:.4f}, "
+                         f"{c.ebops:,.0f} EBOPs{where}")
+    else:
+        seen = [b for _, _, b in points if math.isfinite(b)]
+        lowest = f"{min(seen):,.0f}" if seen else "none"
+        front.message = (f"target {target:,.0f} EBOPs not reached: the lowest EBOPs of an epoch was {lowest}; "
+                         "train more epochs or allow a larger beta_max")
+    return front
 
 
 def dominates(a, b, mode):
@@ -523,6 +571,8 @@ def finetune(
     verbose=1,
     distribution=None,
     overwrite=False,
+    target_ebops=None,
+    beta_control=None,
 ):
     """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
 
@@ -558,13 +608,20 @@ def finetune(
             (JAX backend, e.g. ``keras.distribution.DataParallel()``). A model built outside
             its scope is trained as a copy made inside it, and the trained weights are put back
             into ``qmodel``. None: the current scope/distribution, if any.
+        target_ebops: an EBOPs budget (> 0): a `BetaController` sets beta each epoch from
+            log(EBOPs / target) after a short warm-up (see `hgq_rewrite.beta_control`).
+            Not with ``beta``. The returned front's ``chosen`` is the member with the best
+            metric at or under the budget; if no epoch reached it, a warning says so.
+        beta_control: options of the `BetaController` (``beta_init``, ``beta_min``, ``beta_max``,
+            ``gain``, ``kp``, ``warmup``) as a dict; only with ``target_ebops``.
         overwrite: ``pareto_dir`` may hold an earlier run (``front.json``, ``history.json``,
             ``last.keras``, ``epochNNNN.keras``): delete those files before training. Without
             it such a folder is refused. A folder holding other files is always refused.
 
     Returns:
-        ``(history, front)``: the Keras ``History`` and the list of `FrontEntry`
-        (fewest EBOPs first). ``front[i].load()`` loads a saved member,
+        ``(history, front)``: the Keras ``History`` and the `Front` (a list of `FrontEntry`,
+        fewest EBOPs first; with ``target_ebops`` also ``front.chosen`` / ``front.reached`` /
+        ``front.message``). ``front[i].load()`` loads a saved member,
         ``front[i].restore(qmodel)`` puts its weights back.
 
     Raises:
@@ -613,7 +670,22 @@ def finetune(
             raise ValueError(f"finetune: validation_data has {xv[0].shape[0]} inputs but {yv.shape[0]} targets.")
         val = (_pack(xv), yv)
     scheduler = None
-    if beta is not None:
+    if target_ebops is not None and beta is not None:
+        raise ValueError("finetune: give either beta (a schedule) or target_ebops (beta is then controlled), not both.")
+    if beta_control is not None and target_ebops is None:
+        raise ValueError("finetune: beta_control only applies with target_ebops.")
+    if target_ebops is not None:
+        target_ebops = check_target(target_ebops, "finetune: target_ebops")
+        if beta_control is not None and not isinstance(beta_control, dict):
+            raise TypeError(f"finetune: beta_control must be a dict of BetaController options, got "
+                            f"{type(beta_control).__name__}.")
+        try:
+            scheduler = BetaController(target_ebops, **(beta_control or {}))
+        except TypeError as e:
+            raise TypeError(f"finetune: beta_control: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"finetune: beta_control: {e}") from None
+    elif beta is not None:
         try:
             scheduler = BetaScheduler(as_schedule(beta))
         except (TypeError, ValueError) as e:
@@ -636,7 +708,10 @@ def finetune(
         check_targets(qmodel, ys)
 
     front = ParetoFront(metric, pareto_dir)
-    cbs = [c for c in [scheduler, bops, front] if c is not None]
+    if isinstance(scheduler, BetaController):  # it reads the epoch's EBOPs, so it runs after bops
+        cbs = [bops, scheduler, front]
+    else:
+        cbs = [c for c in [scheduler, bops, front] if c is not None]
     if verbose == 1:
         cbs.append(RichProgress(front))
     elif verbose == 2:
@@ -669,7 +744,15 @@ def finetune(
         _stop_progress(cbs)
         saved.restore(qmodel)
         raise
-    return history, front.front
+    if target_ebops is None:
+        return history, Front(front.front)
+    result = _target_result(front.front, target_ebops, front.mode, front.metric, front.points)
+    if result.reached:
+        if verbose:
+            print(result.message, flush=True)
+    else:
+        warnings.warn(f"finetune: {result.message}.", UserWarning, stacklevel=2)
+    return history, result
 
 
 def _stop_progress(cbs):

@@ -94,6 +94,11 @@ def build_parser():
     p.add_argument("--beta", metavar="SCHEDULE",
                    help="beta for every HGQ layer: a number, or linear:START:END[:E0[:E1]] or "
                    "log:START:END[:E0[:E1]] (default: keep each layer's beta)")
+    p.add_argument("--target-ebops", type=_positive_float, metavar="N",
+                   help="EBOPs budget: beta is controlled each epoch from log(EBOPs/N) after a short warm-up "
+                   "(not with --beta); the best front member at or under N is reported")
+    p.add_argument("--beta-max", type=_positive_float, metavar="B",
+                   help="with --target-ebops: the largest beta the controller may use (default 1e-2)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -63,16 +64,31 @@ def cmd_finetune(args):
     for path, what in inputs:
         if path and _inside(path, args.output):
             raise CLIError(f"output folder {args.output!r} holds {what} {path!r}; choose another folder.")
+    target = getattr(args, "target_ebops", None)
+    beta_max = getattr(args, "beta_max", None)
+    if target is not None and args.beta is not None:
+        raise CLIError("give either --beta or --target-ebops (beta is then controlled), not both.")
+    if beta_max is not None and target is None:
+        raise CLIError("--beta-max only applies with --target-ebops.")
     t0 = time.perf_counter()
-    history, front = finetune(
-        qmodel, pack(xs), y, validation_data=val, epochs=args.epochs, beta=args.beta, batch_size=args.batch_size,
-        pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1, overwrite=args.overwrite,
-    )
+    with warnings.catch_warnings():  # the not-reached message is printed below instead
+        warnings.filterwarnings("ignore", message="finetune: target .* not reached")
+        history, front = finetune(
+            qmodel, pack(xs), y, validation_data=val, epochs=args.epochs, beta=args.beta,
+            batch_size=args.batch_size, pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1,
+            overwrite=args.overwrite, target_ebops=target,
+            beta_control=None if beta_max is None else {"beta_max": beta_max},
+        )
     last = os.path.join(args.output, "last.keras")
     save_model(qmodel, last)
     metric = _front_metric(args.output)
     print(format_front(front, metric), end="")
     print(f"{len(front)} front member(s) in {args.output} ({time.perf_counter() - t0:.0f} s); last epoch in {last}")
+    if target is not None:
+        if front.reached:  # finetune printed the chosen member's line already
+            print(f"chosen (best {metric} at or under {target:,.0f} EBOPs): {front.chosen.path}")
+        else:
+            print(f"warning: {front.message}")
     return 0
 
 

@@ -1,0 +1,168 @@
+"""Aim at an EBOPs budget: a controller that sets ``beta`` from the EBOPs of each epoch.
+
+`BetaController(target)` is a Keras callback. It works in log space:
+
+- **warm-up** (epochs ``0 .. warmup-1``): beta ramps geometrically from ``beta_min`` up to
+  ``beta_init`` (the model first recovers accuracy at a small penalty); no control yet.
+  ``beta_init=None`` (default) picks it from the model's scale: after each epoch
+  ``beta_init = init_fraction * loss / EBOPs``, so that when control starts the penalty is about
+  ``init_fraction`` (5 %) of the loss (1e-6 until an epoch has been seen);
+- **control** (from epoch ``warmup`` on): at the end of each epoch, with ``e = log(EBOPs) -
+  log(target)`` (EBOPs as logged under ``bops`` by `FreeBOPs` / `CalibratedBOPs`)::
+
+      log_beta <- clip(log_beta + gain * e, log(beta_min), log(beta_max))      # integral part
+      beta     =  clip(exp(log_beta + kp * e), beta_min, beta_max)             # next epoch's beta
+
+  Above the target (``e > 0``) beta grows; below it (``e < 0``) beta shrinks. With ``gain=1``
+  EBOPs twice the target double beta. Clipping the integral state keeps it from winding up.
+
+The rule is deterministic: the same EBOPs give the same betas. Defaults (`DEFAULTS`):
+``beta_init=None`` (auto, ``init_fraction=0.05``), ``beta_min=1e-9``, ``beta_max=1e-2``, ``gain=1.0``, ``kp=0.5``,
+``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none).
+The value applied in each epoch is logged as ``beta`` and kept in ``values``.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import keras
+
+from .layers.links import link_model
+from .schedules import set_beta
+from .trace import h_layers
+
+_FALLBACK_INIT = 1e-6
+DEFAULTS = {"beta_init": None, "init_fraction": 0.05, "beta_min": 1e-9, "beta_max": 1e-2, "gain": 1.0, "kp": 0.5,
+            "warmup": 5}
+
+
+def _positive(value, what):
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_target(value, what="target_ebops"):
+    """``value`` as a float if it is a finite number > 0, else ValueError naming ``what``."""
+    return _positive(value, what)
+
+
+def control_step(log_beta, ebops, target, *, gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
+                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"]):
+    """One control step: ``(new integral state log_beta, beta for the next epoch)``.
+
+    ``ebops`` <= 0 counts as 1 EBOP (a fully pruned model asks for the smallest beta).
+    """
+    lo, hi = math.log(beta_min), math.log(beta_max)
+    error = math.log(max(float(ebops), 1.0)) - math.log(target)
+    log_beta = min(max(log_beta + gain * error, lo), hi)
+    beta = min(max(math.exp(log_beta + kp * error), beta_min), beta_max)
+    return log_beta, beta
+
+
+def warmup_epochs(warmup, epochs):
+    """Warm-up epochs actually used: ``warmup`` capped at a quarter of ``epochs``."""
+    if epochs is None:
+        return warmup
+    return min(warmup, int(epochs) // 4)
+
+
+class BetaController(keras.callbacks.Callback):
+    """Set ``beta`` of every H-layer each epoch so that EBOPs approach ``target``.
+
+    Args:
+        target: the EBOPs budget (> 0).
+        beta_init: beta at the end of the warm-up, where control starts; None: from the model's
+            scale, ``init_fraction * loss / EBOPs`` of the latest epoch.
+        init_fraction: with ``beta_init=None``, the share of the loss the penalty starts at.
+        beta_min, beta_max: beta stays in ``[beta_min, beta_max]``; the warm-up starts at ``beta_min``.
+        gain: integral gain on ``log(EBOPs / target)`` per epoch.
+        kp: proportional gain (0 for a pure integral controller).
+        warmup: warm-up epochs (capped at a quarter of the fit's epochs).
+        ebops_key: the logged EBOPs (``bops``).
+
+    Put it after the callback that logs ``bops`` (`FreeBOPs` / `CalibratedBOPs`).
+    """
+
+    def __init__(self, target, *, beta_init=DEFAULTS["beta_init"], init_fraction=DEFAULTS["init_fraction"],
+                 beta_min=DEFAULTS["beta_min"],
+                 beta_max=DEFAULTS["beta_max"], gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
+                 warmup=DEFAULTS["warmup"], ebops_key="bops"):
+        super().__init__()
+        self.target = check_target(target, "BetaController: target")
+        self.beta_min = _positive(beta_min, "BetaController: beta_min")
+        self.beta_max = _positive(beta_max, "BetaController: beta_max")
+        if self.beta_min >= self.beta_max:
+            raise ValueError(f"BetaController: beta_min ({beta_min:g}) must be below beta_max ({beta_max:g}).")
+        self.auto_init = beta_init is None
+        self.init_fraction = _positive(init_fraction, "BetaController: init_fraction")
+        first = _FALLBACK_INIT if beta_init is None else _positive(beta_init, "BetaController: beta_init")
+        self.beta_init = self._clip(first)
+        self._given_init = self.beta_init
+        for name, value in (("gain", gain), ("kp", kp)):
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"BetaController: {name} must be a finite number >= 0, got {value!r}.")
+        self.gain, self.kp = float(gain), float(kp)
+        if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
+            raise ValueError(f"BetaController: warmup must be an integer >= 0, got {warmup!r}.")
+        self.warmup = int(warmup)
+        self.ebops_key = ebops_key
+        self.values = {}
+        self.log_beta = math.log(self.beta_init)
+        self.next_beta = self.beta_init
+
+    def _clip(self, beta):
+        return min(max(beta, self.beta_min), self.beta_max)
+
+    def set_model(self, model):
+        super().set_model(model)
+        link_model(model)
+        if not h_layers(model):
+            raise ValueError(f"BetaController: model {model.name!r} has no H-layers whose beta could be set.")
+
+    def on_train_begin(self, logs=None):
+        self.beta_init = self._given_init
+        self.log_beta = math.log(self.beta_init)
+        self.next_beta = self.beta_init
+        self.values = {}
+
+    def beta_at(self, epoch):
+        """The beta applied in ``epoch``: the warm-up ramp, then the controller's value."""
+        w = warmup_epochs(self.warmup, (self.params or {}).get("epochs"))
+        if epoch < w:  # geometric ramp beta_min -> beta_init, reaching beta_init at epoch w
+            t = epoch / w
+            return math.exp(math.log(self.beta_min) + (math.log(self.beta_init) - math.log(self.beta_min)) * t)
+        return self.next_beta
+
+    def on_epoch_begin(self, epoch, logs=None):
+        value = self.beta_at(epoch)
+        set_beta(self.model, value)
+        self.values[epoch] = value
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if epoch in self.values:
+            logs["beta"] = self.values[epoch]
+        w = warmup_epochs(self.warmup, (self.params or {}).get("epochs"))
+        if self.ebops_key not in logs:
+            raise KeyError(f"BetaController: {self.ebops_key!r} is not in the epoch logs; put FreeBOPs() or "
+                           "CalibratedBOPs(...) before BetaController.")
+        ebops = float(logs[self.ebops_key])
+        if not math.isfinite(ebops):
+            return
+        if self.auto_init and epoch + 1 <= max(w, 1):
+            loss = logs.get("loss")
+            if loss is not None and math.isfinite(float(loss)) and float(loss) > 0 and ebops > 0:
+                self.beta_init = self._clip(self.init_fraction * float(loss) / ebops)
+        if epoch + 1 < w:
+            return  # still warming up: the next epoch's beta comes from the ramp
+        if epoch + 1 == w or (w == 0 and epoch == 0):  # first control step after the warm-up starts from beta_init
+            self.log_beta = math.log(self.beta_init)
+            self.next_beta = self.beta_init
+        self.log_beta, self.next_beta = control_step(
+            self.log_beta, ebops, self.target, gain=self.gain, kp=self.kp, beta_min=self.beta_min,
+            beta_max=self.beta_max,
+        )
