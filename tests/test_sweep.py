@@ -32,13 +32,16 @@ def tiny_data(n=96, seed=0):
 def test_grid_expands_every_combination_with_defaults():
     trials = expand_grid({"beta": [1e-6, 1e-5], "seed": [0, 1], "lr": 3e-3})
     assert [t.id for t in trials] == ["t000", "t001", "t002", "t003"]
-    assert trials[1].params == {"beta": 1e-6, "seed": 1, "init": None, "learning_rate": 3e-3}
+    assert trials[1].params == {"beta": 1e-6, "seed": 1, "init": None, "learning_rate": 3e-3, "target_ebops": None}
     assert normalize_grid({"init": [None, 0.05, "bw:6"]})["init"] == [None, 0.05, "bw:6"]
+    budgets = expand_grid({"target_ebops": [5e3, 2e4]})
+    assert [t.params["target_ebops"] for t in budgets] == [5e3, 2e4] and budgets[0].params["beta"] is None
 
 
 @pytest.mark.parametrize("grid, words", [
     ({"betta": [1e-6]}, "did you mean 'beta'"),
-    ({"target_ebops": [1e4]}, "sweep 'beta' instead"),
+    ({"target_ebops": [1e4], "beta": [1e-5]}, "either 'beta' or 'target_ebops'"),
+    ({"target_ebops": [0]}, "an EBOPs target must be a finite number > 0"),
     ({"beta": [-1.0]}, ">= 0"),
     ({"seed": [0, 0]}, "repeats"),
     ({"seed": []}, "empty"),

@@ -245,7 +245,7 @@ def sweep(
         model: a float `keras.Model` (each trial quantizes it with the trial's beta and
             init policy, and ``config``) or an HGQ model (each trial fine-tunes a copy).
         x, y: training inputs (array or list of arrays) and targets.
-        grid: ``{"beta": [...], "seed": [...], "init": [...], "learning_rate": [...]}``;
+        grid: ``{"beta": [...], "seed": [...], "init": [...], "learning_rate": [...], "target_ebops": [...]}``;
             every combination is a trial (see `hgq_rewrite.sweep.grid`).
         epochs: epochs of every trial.
         directory: the sweep folder (new, empty, or an earlier sweep to resume).

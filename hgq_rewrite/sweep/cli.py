@@ -30,6 +30,8 @@ def add_sweep_parser(sub, common):
                    "on the training data), or bw:N (init_bw N; float model only). Default none")
     p.add_argument("--lr", nargs="+", type=_positive_float, default=[1e-3], metavar="LR",
                    help="learning rates to try (default 1e-3)")
+    p.add_argument("--target-ebops", nargs="+", type=_positive_float, metavar="N",
+                   help="EBOPs budgets to try (beta is then controlled; not with --beta)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--metric", help="metric of the fronts (default val_accuracy / accuracy / loss)")
     p.add_argument("--config", metavar="CFG.yaml", help="rewrite config for a float model (YAML or JSON)")
@@ -64,7 +66,8 @@ def cmd_sweep(args):
                 betas.append(float(text))
             except ValueError:
                 betas.append(text)  # a schedule; the grid check says if it is malformed
-    grid = {"beta": betas if betas else [None], "seed": args.seed, "init": args.init, "learning_rate": args.lr}
+    grid = {"beta": betas if betas else [None], "seed": args.seed, "init": args.init, "learning_rate": args.lr,
+            "target_ebops": args.target_ebops or [None]}
     result = sweep(
         model, pack(xs), y, grid=grid, epochs=args.epochs, directory=args.output, validation_data=val,
         batch_size=args.batch_size, metric=args.metric, config=args.config, cpus_per_trial=args.cpus_per_trial,

@@ -12,8 +12,8 @@ A grid is a dict of lists (a single value stands for a list of one)::
   given); a number > 0 runs `init_bits` with that tolerance on the training data; ``"bw:N"``
   (float model only) quantizes with ``init_bw = N`` for activations and kernels.
 - ``learning_rate``: Adam's learning rate (``lr`` is accepted as a synonym).
-
-`finetune` has no EBOPs target, so ``target_ebops`` is refused: sweep ``beta`` instead.
+- ``target_ebops``: an EBOPs budget; beta is then controlled during training
+  (`finetune(target_ebops=...)`). A grid gives either ``beta`` or ``target_ebops`` values.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
-GRID_KEYS = ("beta", "seed", "init", "learning_rate")
-DEFAULTS = {"beta": None, "seed": 0, "init": None, "learning_rate": 1e-3}
+GRID_KEYS = ("beta", "seed", "init", "learning_rate", "target_ebops")
+DEFAULTS = {"beta": None, "seed": 0, "init": None, "learning_rate": 1e-3, "target_ebops": None}
 _SYNONYMS = {"lr": "learning_rate"}
 _BW = re.compile(r"^bw:(\d+)$")
 
@@ -37,7 +37,7 @@ class Trial:
 
     Attributes:
         id: folder name of the trial in the sweep folder (``t000``, ``t001``, ...).
-        params: ``{"beta", "seed", "init", "learning_rate"}``.
+        params: ``{"beta", "seed", "init", "learning_rate", "target_ebops"}``.
     """
 
     id: str
@@ -71,6 +71,12 @@ def _check_value(key, value):
             return value
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{where}: beta must be a finite number >= 0 or a schedule text, got {value!r}.")
+        return float(value)
+    if key == "target_ebops":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{where}: an EBOPs target must be a finite number > 0, got {value!r}.")
         return float(value)
     if key == "seed":
         if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
@@ -110,9 +116,6 @@ def normalize_grid(grid):
     out = {}
     for raw_key, values in grid.items():
         key = _SYNONYMS.get(raw_key, raw_key)
-        if key == "target_ebops":
-            raise ValueError("sweep: grid key 'target_ebops' is not supported (finetune has no EBOPs target); "
-                             "sweep 'beta' instead.")
         if key not in GRID_KEYS:
             close = difflib.get_close_matches(str(raw_key), GRID_KEYS + tuple(_SYNONYMS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -131,6 +134,9 @@ def normalize_grid(grid):
         out[key] = checked
     for key in GRID_KEYS:
         out.setdefault(key, [DEFAULTS[key]])
+    if any(v is not None for v in out["beta"]) and any(v is not None for v in out["target_ebops"]):
+        raise ValueError("sweep: give either 'beta' or 'target_ebops' values (beta is controlled towards the "
+                         "target), not both.")
     return {key: out[key] for key in GRID_KEYS}
 
 

@@ -39,7 +39,7 @@ def train_trial(params, model_bytes, kind, data, settings):
     """Run one trial; return ``{"status", "seconds", "files": {name: bytes}, ...}`` (never raises).
 
     Args:
-        params: the trial's ``beta``, ``seed``, ``init`` and ``learning_rate``.
+        params: the trial's ``beta``, ``seed``, ``init``, ``learning_rate`` and ``target_ebops``.
         model_bytes: the model as a ``.keras`` archive.
         kind: ``"float"`` (quantize it first) or ``"hgq"``.
         data: ``(xs, y, validation_data or None)``.
@@ -75,6 +75,7 @@ def train_trial(params, model_bytes, kind, data, settings):
         front_dir = os.path.join(work, "front")
         _, front = hr.finetune(
             qmodel, feed, y, validation_data=val, epochs=settings["epochs"], beta=params["beta"],
+            target_ebops=params.get("target_ebops"),
             batch_size=settings["batch_size"], pareto_dir=front_dir, metric=settings.get("metric"),
             learning_rate=params["learning_rate"], bitwidth_lr_scale=settings["bitwidth_lr_scale"], verbose=0,
         )
