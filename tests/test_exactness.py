@@ -260,3 +260,17 @@ def test_huge_inputs_overflow_like_the_proxy_instead_of_nan(aggressive):
     y = q.predict(x, verbose=0)
     assert np.all(np.isfinite(y))
     _same(y, predict_float64(hr.to_proxy_model(q), x))
+
+
+def test_wrap_keeps_the_low_bits_of_small_negative_values_in_float32():
+    # a floor-mod adds the period to a small negative value, and float32 then rounds its low bits away
+    x = ops.convert_to_tensor(np.array([-(0.0625 + 2.0**-28), -(2.0**-30), 3.0 + 2.0**-20], dtype=np.float32))
+    got = ops.convert_to_numpy(quantize(x, 1, 1, 3, "RND", "WRAP"))
+    np.testing.assert_array_equal(got, reference_quantize(ops.convert_to_numpy(x), 1, 1, 3, "RND", "WRAP"))
+    q = hr.quantize(keras.Sequential([L.Input((3,)), L.Dense(2)]))
+    hr.trace_minmax(q, np.random.default_rng(9).normal(0, 1, (64, 3)))
+    inner = q.layers[0].paq
+    k, i, f = (ops.convert_to_numpy(v) for v in (inner.fw_k, inner.fw_i, inner.fw_f))
+    step = 2.0 ** -f[0, 0]
+    xs = np.array([[-(step / 2 + 2.0**-28), -(2.0**-30), -(step / 2)]], dtype=np.float32)
+    _same(q.predict(xs, verbose=0), predict_float64(hr.to_proxy_model(q), xs))

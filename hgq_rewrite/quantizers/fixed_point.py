@@ -50,6 +50,12 @@ def round_to_grid(x, f, mode="RND"):
     return round_to_integer(x * scale, mode) / scale
 
 
+def remove_periods(x, period):
+    """``x`` minus the whole periods it holds, towards 0: exact in any float precision for a power-of-2
+    ``period`` (unlike ``mod``, whose ``+ period`` for negative ``x`` rounds)."""
+    return x - ops.sign(x) * _floor(ops.abs(x) / period) * period
+
+
 def apply_overflow(x, k, i, f, mode="WRAP"):
     """Bring on-grid values ``x`` into the (k, i, f) range with WRAP, SAT or SAT_SYM."""
     dtype = x.dtype
@@ -65,8 +71,8 @@ def apply_overflow(x, k, i, f, mode="WRAP"):
     if mode == "WRAP":
         span = ops.power(2.0, i + k)  # 2**(k+i) = size of the integer range
         offset = k * ops.power(2.0, i)
-        # mod(x, span) first: exact for any x, where x + offset would round away the offset once x is huge
-        return ops.mod(ops.mod(x, span) + offset, span) - offset
+        # whole periods off first (exact for any x), where x + offset would round the offset away for a huge x
+        return ops.mod(remove_periods(x, span) + offset, span) - offset
     check_modes("RND", mode)
 
 

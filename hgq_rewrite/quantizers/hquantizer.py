@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from .config import activation_config, check_granularity_rank, kernel_config
-from .fixed_point import quantize, round_to_integer
+from .fixed_point import quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 
 LN2 = math.log(2.0)
@@ -198,9 +198,9 @@ class HQuantizer(keras.layers.Layer):
         """What the exported firmware computes: the calibrated format, its rounding and overflow."""
         k, i, f = (ops.cast(v, x.dtype) for v in (self.fw_k, self.fw_i, self.fw_f))
         mode = self.config["rounding"]
-        # fold x into one period of the wrap first (exact, and round() commutes with whole periods): a huge x
-        # would overflow to inf in x * 2**f and come out NaN
-        wrap = quantize(ops.mod(x, ops.power(2.0, k + i)), k, i, f, mode, "WRAP")
+        # whole periods of the wrap off first (exact; rounding commutes with whole periods): a huge x would
+        # overflow to inf in x * 2**f and come out NaN
+        wrap = quantize(remove_periods(x, ops.power(2.0, k + i)), k, i, f, mode, "WRAP")
         sat = quantize(x, k, i, f, mode, "SAT")
         return ops.where(self.saturate > 0, sat, wrap)
 
