@@ -274,3 +274,15 @@ def test_wrap_keeps_the_low_bits_of_small_negative_values_in_float32():
     step = 2.0 ** -f[0, 0]
     xs = np.array([[-(step / 2 + 2.0**-28), -(2.0**-30), -(step / 2)]], dtype=np.float32)
     _same(q.predict(xs, verbose=0), predict_float64(hr.to_proxy_model(q), xs))
+
+
+def test_compare_samples_counts_rows_and_refuses_other_shapes():
+    from hgq_rewrite.proxy.bit_exact import compare_samples
+
+    a = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    b = a.copy()
+    b[1, 1] = 4.5
+    bad, diff = compare_samples(a, b)
+    assert bad.tolist() == [1] and diff == 0.5
+    with pytest.raises(RuntimeError, match="Output shapes differ"):
+        compare_samples(a, b[:2])

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ..files import save_model
-from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, pack, same_file, save_keras
+from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, load_training_data, pack, same_file, save_keras
 from ..sweep.cli import cmd_sweep  # noqa: F401  (hgq-rewrite sweep)
 
 
@@ -51,13 +51,7 @@ def cmd_finetune(args):
     from ..report import format_front
 
     qmodel = load_hgq(args.model)
-    xs, y = load_npz(args.data, need_y=True, what="training data")
-    check_inputs(qmodel, xs, "training data")
-    val = None
-    if args.val:
-        xv, yv = load_npz(args.val, need_y=True, what="validation data")
-        check_inputs(qmodel, xv, "validation data")
-        val = (pack(xv), yv)
+    xs, y, val = load_training_data(qmodel, args.data, args.val)
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise CLIError(f"output {args.output!r} is a file; finetune writes a folder.")
     inputs = ((args.model, "the HGQ model"), (args.data, "the training data"), (args.val, "the validation data"))

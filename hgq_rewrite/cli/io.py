@@ -141,3 +141,14 @@ def check_inputs(model, xs, what):
 
 def pack(xs):
     return xs[0] if len(xs) == 1 else list(xs)
+
+
+def load_training_data(model, data_path, val_path=None):
+    """``(xs, y, validation_data)`` from ``--data`` (and ``--val``), each checked against ``model``'s inputs."""
+    xs, y = load_npz(data_path, need_y=True, what="training data")
+    check_inputs(model, xs, "training data")
+    if not val_path:
+        return xs, y, None
+    xv, yv = load_npz(val_path, need_y=True, what="validation data")
+    check_inputs(model, xv, "validation data")
+    return xs, y, (pack(xv), yv)

@@ -407,7 +407,7 @@ class DACheckReport:
 
 def check_da(model, x, *, hwconf=DEFAULT_HWCONF, solver_options=None, aggressive=None, comb=None, trace=None):
     """Run da4ml's C++ simulator of the traced program (``CombLogic.predict``) and compare with the proxy."""
-    from ..proxy.bit_exact import _as_inputs, _flat_outputs, predict_float64
+    from ..proxy.bit_exact import _as_inputs, _flat_outputs, compare_samples, predict_float64
 
     if trace is None:
         trace = trace_proxy(model, hwconf=hwconf, solver_options=solver_options, aggressive=aggressive)
@@ -417,9 +417,8 @@ def check_da(model, x, *, hwconf=DEFAULT_HWCONF, solver_options=None, aggressive
     data = np.concatenate([v.reshape(n, -1) for v in q], axis=1)
     y_da = np.asarray(comb.predict(data), dtype=np.float64).reshape(n, -1)
     y_p = _flat_outputs(predict_float64(trace.proxy, xs[0] if len(xs) == 1 else xs), n)
-    bad = np.nonzero(np.any(y_p != y_da, axis=1))[0]
-    return DACheckReport(n, int(bad.size), bad, float(np.max(np.abs(y_p - y_da))) if y_p.size else 0.0,
-                         float(comb.cost), y_p, y_da)
+    bad, diff = compare_samples(y_p, y_da)
+    return DACheckReport(n, int(bad.size), bad, diff, float(comb.cost), y_p, y_da)
 
 
 def write_verilog(model, out_dir, *, prj_name="hgq_rewrite_da", latency_cutoff=-1, hwconf=DEFAULT_HWCONF,

@@ -549,7 +549,7 @@ def check_qonnx(model, x, *, exact_overflow=True, dtype="float32", lut="auto", a
     QONNX graph sees. Returns a :class:`QONNXCheckReport`.
     """
     execute_onnx = require("qonnx", "qonnx.core.onnx_exec").execute_onnx
-    from ..proxy.bit_exact import _as_inputs, _flat_outputs, predict_float64
+    from ..proxy.bit_exact import _as_inputs, _flat_outputs, compare_samples, predict_float64
 
     proxy = as_proxy(model, aggressive)
     xs, n = _as_inputs(proxy, x)
@@ -561,12 +561,12 @@ def check_qonnx(model, x, *, exact_overflow=True, dtype="float32", lut="auto", a
     y_p = predict_float64(proxy, [v.astype(np.float64) for v in xs] if len(xs) > 1 else xs[0].astype(np.float64))
     a = _flat_outputs(y_p, n)
     b = _flat_outputs(y_q if len(y_q) > 1 else y_q[0], n)
-    bad = np.nonzero(np.any(a != b, axis=1))[0]
+    bad, diff = compare_samples(a, b)
     ops_ = {}
     for nd in wrapper.graph.node:
         ops_[nd.op_type] = ops_.get(nd.op_type, 0) + 1
     return QONNXCheckReport(
         n_samples=n, n_mismatching=int(bad.size), mismatching_samples=bad,
-        max_abs_diff=float(np.max(np.abs(a - b))) if a.size else 0.0, dtype=dtype, exact_overflow=exact_overflow,
+        max_abs_diff=diff, dtype=dtype, exact_overflow=exact_overflow,
         n_nodes=len(wrapper.graph.node), op_counts=ops_, proxy_output=a, qonnx_output=b,
     )

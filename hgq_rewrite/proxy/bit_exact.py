@@ -329,6 +329,14 @@ def _flat_outputs(y, n):
     return np.asarray(y, dtype=np.float64).reshape(n, -1)
 
 
+def compare_samples(a, b):
+    """Indices of the samples (rows) where the flat outputs ``a`` and ``b`` differ, and the largest |a - b|."""
+    if a.shape != b.shape:
+        raise RuntimeError(f"Output shapes differ: {a.shape} vs {b.shape}.")
+    bad = np.nonzero(np.any(a != b, axis=1))[0]
+    return bad, float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
 def predict_float64(model, x, batch_size=2048):
     """Run ``model`` on ``x`` in float64, batch by batch.
 
@@ -411,10 +419,7 @@ def check_bit_exact(proxy, x, backend="Vitis", output_dir=None, io_type="io_para
 
     y_proxy = predict_float64(proxy, xs[0] if len(xs) == 1 else xs)
     a, b = _flat_outputs(y_proxy, n), _flat_outputs(y_hls, n)
-    if a.shape != b.shape:
-        raise RuntimeError(f"Output shapes differ: proxy {a.shape}, hls4ml {b.shape}.")
-    bad = np.nonzero(np.any(a != b, axis=1))[0]
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    bad, diff = compare_samples(a, b)
     return BitExactReport(
         n_samples=n,
         n_mismatching=int(bad.size),

@@ -45,17 +45,11 @@ def add_sweep_parser(sub, common):
 
 
 def cmd_sweep(args):
-    from ..cli.io import CLIError, check_inputs, load_keras, load_npz, pack
+    from ..cli.io import CLIError, load_keras, load_training_data, pack
     from .api import sweep
 
     model = load_keras(args.model, "model")
-    xs, y = load_npz(args.data, need_y=True, what="training data")
-    check_inputs(model, xs, "training data")
-    val = None
-    if args.val:
-        xv, yv = load_npz(args.val, need_y=True, what="validation data")
-        check_inputs(model, xv, "validation data")
-        val = (pack(xv), yv)
+    xs, y, val = load_training_data(model, args.data, args.val)
     if args.gpus_per_trial < 0:
         raise CLIError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}.")
     betas = None
