@@ -1,6 +1,5 @@
 """hgq_rewrite: float Keras model -> HGQ model -> bit-exact hls4ml firmware."""
 
-from . import proxy  # noqa: F401  (registers the hls4ml handlers of the proxy layers)
 from .bitwidth_step import BitwidthAdam, BitwidthStepMixin
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .finetune import ParetoFront, finetune

@@ -102,7 +102,7 @@ def _quantize(x, layer):
         if kk + ii + ff <= 0:
             out[pos] = 0.0
             continue
-        mode = "SAT" if (layer.SAT == "SAT_SYM" and kk == 1 and kk + ii + ff == 1) else layer.SAT
+        mode = "SAT" if (layer.overflow == "SAT_SYM" and kk == 1 and kk + ii + ff == 1) else layer.overflow
         out[pos] = raw[pos].quantize(k=kk, i=ii, f=ff, overflow_mode=mode, round_mode=layer.RND)
     return FixedVariableArray(out, x.solver_options, hwconf=x.hwconf)
 

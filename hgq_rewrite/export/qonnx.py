@@ -157,7 +157,7 @@ def _lut_input_in_range(node, kif_in):
     k_in, i_in, f_in = (int(v) for v in kif_in)
     lo = -k * np.ldexp(1.0, np.maximum(b - 1, 0) - f)
     hi = (np.ldexp(1.0, b - k) - 1.0) * np.ldexp(1.0, -f)
-    if producer.SAT == "SAT_SYM":
+    if producer.overflow == "SAT_SYM":
         lo = np.where((k == 1) & (b > 1), -hi, lo)
     b_in = k_in + i_in + f_in
     lo_in = -k_in * 2.0 ** (b_in - 1 - f_in)
@@ -300,7 +300,7 @@ class _Exporter:
         if isinstance(layer, FixedPointQuantizer):
             k, b, i = layer.mask_kbi
             mask_shape = (1, *in_shape[1:]) if k.shape != (1,) else ()
-            enc = quant_encoding(k, b, i, layer.RND, layer.SAT, self.exact_overflow)
+            enc = quant_encoding(k, b, i, layer.RND, layer.overflow, self.exact_overflow)
             return _emit_quant(g, x, enc, base, mask_shape or (1,))
         if isinstance(layer, UnaryLUT):
             return self.unary_lut(layer, node, x, base, len(in_shape))

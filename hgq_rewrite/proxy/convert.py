@@ -46,7 +46,7 @@ from ..layers.conv import depth_multiplier_problem
 from ..layers.links import link_model, walk_layers
 from ..layers.pooling import average_pooling_problem
 from ..quantizers import NotTracedError
-from ..quantizers.fixed_point import quantize, round_to_grid
+from ..quantizers.fixed_point import quantize, round_to_grid, wrap_from_arguments
 from .fixed_point_layer import FixedPointQuantizer
 from .unary_lut import UnaryLUT, lut_inputs
 
@@ -201,7 +201,7 @@ class _ProxyBuilder:
         if all(np.unique(m).size == 1 for m in (k, i, f)):
             k, i, f = (m.reshape(-1)[:1] for m in (k, i, f))
         layer = FixedPointQuantizer.from_kif(
-            k, i, f, RND=round_mode, SAT=overflow or self.overflow, overrides=overrides,
+            k, i, f, RND=round_mode, overflow=overflow or self.overflow, overrides=overrides,
             name=self.name(name, prefix), dtype=F64,
         )
         y = layer(x)
@@ -557,7 +557,7 @@ def traced_overflow_is_wrap(model):
     return None
 
 
-def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
+def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None, overflow=None):
     """Rebuild a traced HGQ model as a float64 Keras model hls4ml converts bit-exactly.
 
     Args:
@@ -567,6 +567,7 @@ def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
             traced ranges both give the same outputs.
         max_table_bits: largest input width (bits) of a lookup table made for a non-linear ``HActivation``.
         name: name of the proxy model (default ``<model name>_proxy``).
+        overflow: ``"WRAP"`` or ``"SAT"``, the same choice as ``aggressive`` by name.
 
     The calibrated HGQ model computes exactly what the proxy computes (formats and overflow included)
     when ``aggressive`` is the mode given to ``trace_minmax``; otherwise this warns, and the model is
@@ -584,7 +585,8 @@ def to_proxy_model(model, aggressive=None, max_table_bits=16, name=None):
     link_model(model)
     _check_traced(model)
     traced_wrap = traced_overflow_is_wrap(model)
-    aggressive = traced_wrap if aggressive is None else bool(aggressive)
+    aggressive = wrap_from_arguments(overflow, aggressive, "to_proxy_model")
+    aggressive = traced_wrap if aggressive is None else aggressive
     cached = _built_proxies.pop(model, None)
     if name is None and cached is not None and cached[0] == _fingerprint(model, aggressive, max_table_bits):
         return cached[1]  # built by trace_minmax from this very state

@@ -9,11 +9,15 @@ the sign), as **integer** non-trainable weights named ``keep_negative``,
 masks make its bit manipulation fail.
 """
 
+import warnings
+
 import numpy as np
 import keras
 from keras import ops
 
 from hgq_rewrite.quantizers.fixed_point import OVERFLOW_MODES, ROUNDING_MODES, quantize
+
+from .registration import register_hls4ml_handlers
 
 MASK_DTYPE = "int16"
 MAX_BITS = np.iinfo(np.int16).max
@@ -57,13 +61,28 @@ def kif_to_mask(k, i, f):
     return normalize_kbi(k, k + i + f, k + i)
 
 
-def _enable_float64(dtype):
-    """JAX computes in float64 only with ``jax_enable_x64``; switch it on when a float64 proxy is made or loaded."""
-    if keras.backend.backend() == "jax" and dtype == "float64":
-        import jax
+def check_float64(layer_name, dtype):
+    """Refuse a float64 proxy layer on JAX with float64 off (JAX would compute it in float32, inexactly)."""
+    if dtype != "float64" or keras.backend.backend() != "jax":
+        return
+    import jax
 
-        if not jax.config.jax_enable_x64:
-            jax.config.update("jax_enable_x64", True)
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"proxy layer {layer_name!r} computes in float64, which JAX has switched off: call "
+            'jax.config.update("jax_enable_x64", True) at the start of the program (before building models).'
+        )
+
+
+def overflow_argument(overflow, SAT, where):
+    """The overflow mode from ``overflow=`` or the deprecated ``SAT=`` (default WRAP)."""
+    if SAT is not None:
+        warnings.warn(f"{where}: SAT= is deprecated (it is the overflow mode); use overflow={SAT!r}.",
+                      DeprecationWarning, stacklevel=3)
+        if overflow is not None and overflow != SAT:
+            raise ValueError(f"{where}: overflow={overflow!r} and SAT={SAT!r} disagree; give overflow= only.")
+        overflow = SAT
+    return "WRAP" if overflow is None else overflow
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -76,17 +95,21 @@ class FixedPointQuantizer(keras.layers.Layer):
         bits: total bits ``B = k + i + f``. Elements with ``B <= 0`` output 0.
         integers: integer bits including the sign, ``I = k + i``.
         RND: rounding mode, ``"RND"``, ``"TRN"`` or ``"RND_CONV"``.
-        SAT: overflow mode, ``"WRAP"``, ``"SAT"`` or ``"SAT_SYM"``.
+        overflow: overflow mode, ``"WRAP"`` (default), ``"SAT"`` or ``"SAT_SYM"``.
         overrides: hls4ml per-layer settings carried to the firmware, e.g.
             ``{"layers": {"dense_1": {"parallelization_factor": 4}}}``.
         fusible: kept for compatibility with HGQ v1 proxies; hls4ml decides
             fusion itself.
         shape: shape of the mask arrays; only needed when the masks are not
             given (deserialization). ``(1,)`` is a homogeneous quantizer.
+        SAT: deprecated name of ``overflow`` (HGQ v1's); warns.
 
     The layer computes in its own dtype (``float64`` by default) so that sums
     of fixed-point numbers stay exact. Masks of size 1 are stored with shape
     ``(1,)``; others are broadcast to ``(1, *feature_shape)`` at build time.
+    On JAX, float64 needs ``jax.config.update("jax_enable_x64", True)``; without it the
+    constructor raises. Making the first one registers the proxy layers with hls4ml
+    (see ``hgq_rewrite.proxy.registration``).
     """
 
     def __init__(
@@ -95,38 +118,54 @@ class FixedPointQuantizer(keras.layers.Layer):
         bits=None,
         integers=None,
         RND="RND",
-        SAT="WRAP",
+        overflow=None,
         overrides=None,
         fusible=None,
         shape=None,
+        SAT=None,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float64")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        _enable_float64(self.compute_dtype)
+        check_float64(self.name, self.compute_dtype)
+        overflow = overflow_argument(overflow, SAT, "FixedPointQuantizer")
         if RND not in ROUNDING_MODES:
             raise ValueError(f"Unknown rounding mode RND={RND!r}; use one of {ROUNDING_MODES}.")
-        if SAT not in OVERFLOW_MODES:
-            raise ValueError(f"Unknown overflow mode SAT={SAT!r}; use one of {OVERFLOW_MODES}.")
+        if overflow not in OVERFLOW_MODES:
+            raise ValueError(f"Unknown overflow mode overflow={overflow!r}; use one of {OVERFLOW_MODES}.")
         given = [v is not None for v in (keep_negative, bits, integers)]
         if any(given) and not all(given):
             raise ValueError("Give all of keep_negative, bits and integers, or none of them.")
         if not any(given) and shape is None:
             raise ValueError("FixedPointQuantizer needs either the (keep_negative, bits, integers) masks or `shape`.")
         self.RND = RND
-        self.SAT = SAT
+        self.overflow = overflow
         self.overrides = dict(overrides) if overrides else {}
         self.fusible = fusible
         self._initial_mask = normalize_kbi(keep_negative, bits, integers) if all(given) else None
         if self._initial_mask is not None and self._initial_mask[0].size == 1:
             self._initial_mask = tuple(m.reshape(1) for m in self._initial_mask)
         self._mask_shape = tuple(shape) if shape is not None else None
+        register_hls4ml_handlers()
+
+    @property
+    def SAT(self):
+        """Deprecated name of ``overflow``."""
+        warnings.warn("FixedPointQuantizer.SAT is deprecated; use .overflow.", DeprecationWarning, stacklevel=2)
+        return self.overflow
 
     @classmethod
-    def from_kif(cls, k, i, f, RND="RND", SAT="WRAP", **kwargs):
+    def from_kif(cls, k, i, f, RND="RND", overflow=None, **kwargs):
         """Build from a (k, i, f) format (sign, integer bits without sign, fractional bits)."""
-        return cls(*kif_to_mask(k, i, f), RND=RND, SAT=SAT, **kwargs)
+        return cls(*kif_to_mask(k, i, f), RND=RND, overflow=overflow, **kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "SAT" in config:  # saved before overflow= existed
+            config["overflow"] = config.pop("SAT")
+        return cls(**config)
 
     def build(self, input_shape):
         feature_shape = tuple(input_shape[1:])
@@ -193,8 +232,8 @@ class FixedPointQuantizer(keras.layers.Layer):
         i_with_sign = ops.cast(self.integers, x.dtype)
         # a 1-element mask (1,) broadcasts against any input rank
         i, f = i_with_sign - k, b - i_with_sign
-        y = quantize(x, k, i, f, self.RND, self.SAT)
-        if self.SAT == "SAT_SYM":
+        y = quantize(x, k, i, f, self.RND, self.overflow)
+        if self.overflow == "SAT_SYM":
             # ap_fixed<1, I, *, AP_SAT_SYM> (signed, one bit) has no symmetric range and saturates like AP_SAT
             # to {-2**(I-1), 0}; checked against the ap_types headers shipped with hls4ml.
             one_bit_signed = ops.logical_and(k > 0, b == 1)
@@ -209,7 +248,7 @@ class FixedPointQuantizer(keras.layers.Layer):
         config.update(
             {
                 "RND": self.RND,
-                "SAT": self.SAT,
+                "overflow": self.overflow,
                 "overrides": self.overrides,
                 "fusible": self.fusible,
                 "shape": list(self._mask_shape) if self._mask_shape is not None else None,

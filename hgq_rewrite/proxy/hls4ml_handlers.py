@@ -1,4 +1,4 @@
-"""hls4ml (1.3.x) Keras-3 handlers for the proxy layers.
+"""hls4ml (1.3.x) Keras-3 handlers for the proxy layers, and the table re-indexing pass.
 
 hls4ml's Keras-3 parser looks a layer up by ``f"{layer.__module__}.{ClassName}"``
 first and by the bare class name second. Registering a handler under our own
@@ -17,29 +17,25 @@ bare names ``FixedPointQuantizer`` / ``UnaryLUT``) is better because:
   where ``B == 0``), leave fusion to hls4ml (``fusible=None``) and pass the
   table type explicitly.
 
-Defining the subclasses registers them (hls4ml's handler metaclass fills its
-registry), so importing this module is all that is needed.
+Nothing is registered when this module is imported: :func:`install` registers the
+handlers and the pass, and returns what it changed so that :func:`uninstall` can put
+hls4ml back (see ``hgq_rewrite.proxy.registration``).
 """
 
 from copy import deepcopy
 
 import numpy as np
-from hls4ml.converters.keras_v3._base import KerasV3LayerHandler
 from hls4ml.model.types import FixedPrecisionType
 
-from hgq_rewrite.proxy.fixed_point_layer import FixedPointQuantizer
-from hgq_rewrite.proxy.unary_lut import UnaryLUT
+from ..compat.hls4ml_private import handler_base, handler_registry, set_weight_data, unary_lut_node_class, unregister_pass
+
+# the registry keys hls4ml builds for our layers ("module.ClassName"); tests check they match the classes
+FIXED_POINT_QUANTIZER_KEY = "hgq_rewrite.proxy.fixed_point_layer.FixedPointQuantizer"
+UNARY_LUT_KEY = "hgq_rewrite.proxy.unary_lut.UnaryLUT"
 
 
-def class_path(cls):
-    """The registry key hls4ml builds for a layer of class ``cls``."""
-    return f"{cls.__module__}.{cls.__name__}"
-
-
-class FixedPointQuantizerHandler(KerasV3LayerHandler):
+class FixedPointQuantizerHandler(handler_base()):
     """Our ``FixedPointQuantizer`` -> hls4ml's internal ``FixedPointQuantizer`` node."""
-
-    handles = (class_path(FixedPointQuantizer),)
 
     def handle(self, layer, in_tensors, out_tensors):
         feature_shape = tuple(in_tensors[0].shape[1:])
@@ -55,16 +51,14 @@ class FixedPointQuantizerHandler(KerasV3LayerHandler):
             "class_name": "FixedPointQuantizer",
             "mask_kbi": (k, b, i),
             "RND": layer.RND,
-            "SAT": layer.SAT,
+            "SAT": layer.overflow,
             "fusible": None,
             "overrides": deepcopy(layer.overrides),
         }
 
 
-class UnaryLUTHandler(KerasV3LayerHandler):
+class UnaryLUTHandler(handler_base()):
     """Our ``UnaryLUT`` -> hls4ml's internal ``UnaryLUT`` node (table indexed by raw input bits)."""
-
-    handles = (class_path(UnaryLUT),)
 
     def handle(self, layer, in_tensors, out_tensors):
         k, i, f = layer.kif_out
@@ -77,6 +71,8 @@ class UnaryLUTHandler(KerasV3LayerHandler):
             KIF_IN_ATTR: tuple(layer.kif_in),
         }
 
+
+HANDLERS = {FIXED_POINT_QUANTIZER_KEY: FixedPointQuantizerHandler, UNARY_LUT_KEY: UnaryLUTHandler}
 
 # ---------------------------------------------------------------------------------------------------------
 # Table re-indexing after hls4ml's bit-exact precision flow.
@@ -91,6 +87,7 @@ class UnaryLUTHandler(KerasV3LayerHandler):
 
 KIF_IN_ATTR = "hgq_rewrite_kif_in"
 REMAP_PASS_NAME = "hgq_rewrite_remap_unary_lut"
+CONVERT_FLOW = "convert"
 
 
 def remap_table(table, kif_in, signed, width, integer):
@@ -118,12 +115,13 @@ def remap_table(table, kif_in, signed, width, integer):
 
 def _make_remap_pass():
     from hls4ml.model.optimizer import OptimizerPass
-    from hls4ml.model.optimizer.passes.hgq_proxy_model import UnaryLUT as HLSUnaryLUT
+
+    lut_node = unary_lut_node_class()
 
     class RemapUnaryLUTTable(OptimizerPass):
         def match(self, node):
             return (
-                isinstance(node, HLSUnaryLUT)
+                isinstance(node, lut_node)
                 and node.attributes.get(KIF_IN_ATTR) is not None
                 and not node.attributes.get("hgq_rewrite_remapped", False)
             )
@@ -135,26 +133,42 @@ def _make_remap_pass():
             new = remap_table(var.data, node.attributes[KIF_IN_ATTR], precision.signed, precision.width, precision.integer)
             if new.shape == np.shape(var.data) and np.array_equal(new, var.data):
                 return False
-            var.data = new
-            var.shape = list(new.shape)
-            var.data_length = int(new.size)
-            var.nonzeros = int(np.count_nonzero(new))
-            var.nzeros = var.data_length - var.nonzeros
-            var.min, var.max = np.min(new), np.max(new)
+            set_weight_data(var, new)
             node.attributes["table_size"] = int(new.size)
             return False
 
     return RemapUnaryLUTTable
 
 
-def _register_remap_pass():
+def install():
+    """Register the handlers and the re-indexing pass with hls4ml; return what changed (for `uninstall`)."""
     from hls4ml.model.flow import get_flow, update_flow
     from hls4ml.model.optimizer import get_available_passes, register_pass
 
+    registry = handler_registry()
+    changes = {"handlers": {key: registry.get(key) for key in HANDLERS}, "pass": False, "flow": False}
+    for key, cls in HANDLERS.items():
+        registry[key] = cls()
     if REMAP_PASS_NAME not in get_available_passes():
         register_pass(REMAP_PASS_NAME, _make_remap_pass())
-    if REMAP_PASS_NAME not in get_flow("convert").optimizers:
-        update_flow("convert", add_optimizers=[REMAP_PASS_NAME])
+        changes["pass"] = True
+    if REMAP_PASS_NAME not in get_flow(CONVERT_FLOW).optimizers:
+        update_flow(CONVERT_FLOW, add_optimizers=[REMAP_PASS_NAME])
+        changes["flow"] = True
+    return changes
 
 
-_register_remap_pass()
+def uninstall(changes):
+    """Undo what `install` changed (``changes`` is its return value)."""
+    from hls4ml.model.flow import update_flow
+
+    registry = handler_registry()
+    for key, previous in changes["handlers"].items():
+        if previous is None:
+            registry.pop(key, None)
+        else:
+            registry[key] = previous
+    if changes["flow"]:
+        update_flow(CONVERT_FLOW, remove_optimizers=[REMAP_PASS_NAME])
+    if changes["pass"]:
+        unregister_pass(REMAP_PASS_NAME)

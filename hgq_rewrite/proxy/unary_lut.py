@@ -14,6 +14,9 @@ from keras import ops
 
 from hgq_rewrite.quantizers.fixed_point import quantize
 
+from .fixed_point_layer import check_float64
+from .registration import register_hls4ml_handlers
+
 MAX_TABLE_BITS = 20
 
 
@@ -83,13 +86,15 @@ class UnaryLUT(keras.layers.Layer):
 
     Use :meth:`from_function` to build the table from an activation.
     The input must already be on the ``kif_in`` grid and inside its range
-    (put a :class:`FixedPointQuantizer` with that format right before).
+    (put a :class:`FixedPointQuantizer` with that format right before). Like
+    :class:`FixedPointQuantizer`, it needs float64 on JAX and registers with hls4ml.
     """
 
     def __init__(self, table=None, kif_in=None, kif_out=None, **kwargs):
         kwargs.setdefault("dtype", "float64")
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
+        check_float64(self.name, self.compute_dtype)
         if kif_in is None or kif_out is None:
             raise ValueError("UnaryLUT needs kif_in and kif_out.")
         self.kif_in = _check_kif(kif_in, "kif_in")
@@ -110,6 +115,7 @@ class UnaryLUT(keras.layers.Layer):
             if not np.array_equal(ops.convert_to_numpy(on_grid), table):
                 raise ValueError(f"Table values do not lie on the kif_out {self.kif_out} grid and range.")
             self._initial_table = table
+        register_hls4ml_handlers()
 
     @classmethod
     def from_function(cls, fn, kif_in, kif_out, round_mode="RND", overflow_mode="SAT", **kwargs):

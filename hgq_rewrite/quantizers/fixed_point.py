@@ -93,3 +93,22 @@ def kif_to_kbi(k, i, f):
 def kbi_to_kif(k, b, i_with_sign):
     """(k, B, I) -> (k, i, f) with i = I-k and f = B-I."""
     return k, i_with_sign - k, b - i_with_sign
+
+
+EXPORT_OVERFLOW_MODES = ("WRAP", "SAT")
+
+
+def wrap_from_arguments(overflow, aggressive, where):
+    """True (WRAP), False (SAT) or None (not given) from ``overflow=`` or the seed's ``aggressive=``.
+
+    ``aggressive=True`` means WRAP and ``False`` SAT (the seed's name, kept without a warning);
+    ``overflow="WRAP"|"SAT"`` says the same by name. Both may be given only if they agree.
+    """
+    if overflow is not None and overflow not in EXPORT_OVERFLOW_MODES:
+        raise ValueError(f"{where}: overflow must be one of {EXPORT_OVERFLOW_MODES}, got {overflow!r}.")
+    wrap = None if overflow is None else overflow == "WRAP"
+    if aggressive is not None:
+        if wrap is not None and wrap != bool(aggressive):
+            raise ValueError(f"{where}: overflow={overflow!r} and aggressive={aggressive!r} disagree; give overflow= only.")
+        wrap = bool(aggressive)
+    return wrap

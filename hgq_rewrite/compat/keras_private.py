@@ -1,0 +1,59 @@
+"""Keras 3 internals this package reads; no public API offers them.
+
+- a model's call graph: ``Sequential._functional``, ``Functional._nodes_by_depth``,
+  ``Layer._inbound_nodes`` and ``KerasTensor._keras_history``;
+- the ``Functional`` class (``keras.src.models.functional``);
+- the attributes ``Model.compile`` sets, to put a model's compile state back after a failed fit.
+
+``hgq_rewrite.layers.base`` also overrides ``Layer._get_own_losses`` / ``Layer._clear_losses``
+(per-replica loss lists under ``tf.distribute``); ``LOSS_HOOKS`` names them for the compat test.
+"""
+
+import keras
+from keras.src.models.functional import Functional  # noqa: F401  (the class of functional models)
+
+LOSS_HOOKS = ("_get_own_losses", "_clear_losses")
+
+# what Model.compile (and fit) set on a model
+COMPILE_ATTRS = (
+    "compiled", "optimizer", "loss", "_compile_loss", "_compile_metrics", "_loss_tracker", "_compile_config",
+    "_compiled_trainable_state", "_jit_compile", "_run_eagerly", "steps_per_execution", "stop_training",
+    "train_function", "test_function", "predict_function", "history",
+)
+
+
+def functional_graph(model):
+    """The functional model behind ``model``: a Sequential's inner one (None until built), else ``model``."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    return model
+
+
+def calls_in_order(model):
+    """The nodes (layer calls) of a functional model, inputs first."""
+    by_depth = model._nodes_by_depth
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+
+
+def inbound_nodes(layer):
+    """Every call of ``layer`` (a list of nodes, in call order)."""
+    return layer._inbound_nodes
+
+
+def keras_history(tensor):
+    """``(operation, node_index, tensor_index)`` that produced a symbolic ``tensor``, or None."""
+    return getattr(tensor, "_keras_history", None)
+
+
+def compile_state(model):
+    """The compile attributes ``model`` holds (a dict, see :func:`restore_compile_state`)."""
+    return {k: model.__dict__[k] for k in COMPILE_ATTRS if k in model.__dict__}
+
+
+def restore_compile_state(model, state):
+    """Put back the compile attributes saved by :func:`compile_state` (and drop ones set since)."""
+    for key in COMPILE_ATTRS:
+        if key in state:
+            object.__setattr__(model, key, state[key])
+        elif key in model.__dict__:
+            object.__delattr__(model, key)
