@@ -97,13 +97,10 @@ def test_ebops_loss_and_state_come_back_from_a_jitted_train_step():
 
 
 def test_float64_proxy_computes_in_float64():
-    """Proxies switch on jax_enable_x64 (JAX is float32 otherwise) and stay exact beyond 24 bits."""
-    import jax
-
+    """With jax_enable_x64 on (tests/conftest.py), proxies compute in float64, exact beyond 24 bits."""
     from hgq_rewrite.proxy import FixedPointQuantizer
 
     layer = FixedPointQuantizer.from_kif(1, 30, 20)
-    assert jax.config.jax_enable_x64
     x = np.array([[2.0**29 + 2.0**-20, -(2.0**28) - 3 * 2.0**-20]])
     y = ops.convert_to_numpy(layer(x))
     assert y.dtype == np.float64
