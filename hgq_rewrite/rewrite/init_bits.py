@@ -32,9 +32,10 @@ import math
 import numpy as np
 from keras import ops
 
+from ..inputs import model_inputs
 from ..layers.kernel_base import HKernelLayer
 from ..layers.links import link_model
-from ..trace import _as_inputs, h_layers
+from ..trace import h_layers
 
 DEFAULT_TOLERANCE = 0.03
 _FULL = 23.0  # fractional bits that stand for full precision
@@ -127,7 +128,8 @@ def init_bits(model, data, tolerance=DEFAULT_TOLERANCE, *, max_samples=2048, bat
         A dict: ``{"error": relative output error with every quantizer initialised,
         "quantizers": {name: {"role", "offset", "error", "mean_bits" (kernels) or "f" (activations)}}}``.
     """
-    arrays = [a[:max_samples].astype("float32") for a in _as_inputs(data, model)]
+    arrays = model_inputs(model, data, "calibration data", "init_bits", numbered=True, float32=True)
+    arrays = [a[:max_samples].astype("float32") for a in arrays]
     feed = arrays if len(arrays) > 1 else arrays[0]
     link_model(model)
     layers = h_layers(model)
