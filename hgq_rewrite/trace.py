@@ -7,51 +7,17 @@ import numpy as np
 from keras import ops
 
 from .formats import warn_wide_formats
+from .inputs import model_inputs
 from .layers.base import HLayerBase
 from .layers.links import link_model, walk_layers
+from .quantizers.fixed_point import wrap_from_arguments
+
+DEFAULT_BATCH_SIZE = 16384
 
 
 def h_layers(model):
     """Every H-layer of ``model``, nested models included."""
     return [layer for layer in walk_layers(model) if isinstance(layer, HLayerBase)]
-
-
-def _as_inputs(data, model):
-    """Validate calibration data: one array per model input, matching its feature shape, non-empty, finite."""
-    arrays = list(data) if isinstance(data, (list, tuple)) else [data]
-    for idx, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray) and not hasattr(a, "__array__"):
-            raise ValueError(
-                f"trace_minmax: calibration data {idx} is a {type(a).__name__}; pass numpy arrays (one per model "
-                "input), e.g. np.concatenate([x for x, _ in dataset])."
-            )
-    n_inputs = len(model.inputs) if getattr(model, "inputs", None) else 1
-    if len(arrays) != n_inputs:
-        raise ValueError(f"trace_minmax: the model has {n_inputs} input(s) but {len(arrays)} array(s) were given.")
-    arrays = [np.asarray(a) for a in arrays]
-    for idx, a in enumerate(arrays):
-        if a.ndim == 0 or a.shape[0] == 0:
-            raise ValueError(f"trace_minmax: calibration array {idx} is empty; pass at least one sample.")
-        if not np.issubdtype(a.dtype, np.number):
-            raise ValueError(f"trace_minmax: calibration array {idx} is not numeric (dtype {a.dtype}).")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"trace_minmax: calibration array {idx} contains NaN or inf values.")
-        if a.size and np.max(np.abs(a)) > np.finfo(np.float32).max:
-            raise ValueError(
-                f"trace_minmax: calibration array {idx} holds values beyond float32's range (|x| up to "
-                f"{np.max(np.abs(a)):.3g}), which the model computes in; rescale the data."
-            )
-        expected = tuple(model.inputs[idx].shape[1:]) if getattr(model, "inputs", None) else None
-        if expected is not None and (
-            len(expected) != a.ndim - 1 or any(e is not None and e != g for e, g in zip(expected, a.shape[1:]))
-        ):
-            raise ValueError(
-                f"trace_minmax: input {idx} expects samples of shape {expected}, got {tuple(a.shape[1:])} "
-                f"(array of shape {a.shape}). Pass calibration data shaped like the model's input."
-            )
-    if len({a.shape[0] for a in arrays}) > 1:
-        raise ValueError("trace_minmax: calibration arrays have different numbers of samples.")
-    return arrays
 
 
 def _snapshot(layers):
@@ -79,7 +45,8 @@ def _widen(quantizer, cover_factor):
     quantizer.max.assign(new_hi)
 
 
-def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggressive=True):
+def trace_minmax(model, data, bsz=None, cover_factor=1.0, verbose=False, aggressive=None, *, batch_size=None,
+                 overflow=None):
     """Calibrate ``model`` on ``data``: exact activation ranges, the firmware's formats, exact EBOPs.
 
     Afterwards the model's inference (``predict``, ``evaluate``) computes exactly what its exported
@@ -88,12 +55,14 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
     Args:
         model: a Keras model made of H- and P-layers (nested models included).
         data: calibration array, or list of arrays for several inputs.
-        bsz: batch size of the calibration passes.
+        bsz: batch size of the calibration passes (default 16384); the seed's name for ``batch_size``.
         cover_factor: widen every range about its centre by this factor (> 0); values above 1
             leave head-room against overflow on unseen data at the cost of more integer bits.
         verbose: print EBOPs per layer.
-        aggressive: overflow of the firmware the model then emulates: True -> WRAP, False -> SAT
-            (``to_proxy_model`` uses the same mode unless told otherwise).
+        aggressive: the seed's name for the overflow: True -> WRAP (default), False -> SAT.
+        batch_size: same as ``bsz`` (the name ``finetune`` uses); give one of them.
+        overflow: ``"WRAP"`` or ``"SAT"``: overflow of the firmware the model then emulates
+            (``to_proxy_model`` uses the same mode unless told otherwise); same as ``aggressive``.
 
     Returns:
         Total exact EBOPs (float).
@@ -106,10 +75,11 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
         raise ValueError(f"trace_minmax: cover_factor must be a number > 0, got {cover_factor!r}.")
     if cover_factor < 1:
         warnings.warn("trace_minmax: cover_factor < 1 leaves traced values outside the range (overflow).")
-    if isinstance(bsz, bool) or not isinstance(bsz, numbers.Integral) or bsz < 1:
-        raise ValueError(f"trace_minmax: bsz must be a positive int, got {bsz!r}.")
-    cover_factor, bsz = float(cover_factor), int(bsz)
-    arrays = _as_inputs(data, model)
+    bsz = _batch_size(bsz, batch_size)
+    aggressive = wrap_from_arguments(overflow, aggressive, "trace_minmax")
+    aggressive = True if aggressive is None else aggressive
+    cover_factor = float(cover_factor)
+    arrays = model_inputs(model, data, "calibration data", "trace_minmax", numbered=True, float32=True)
     link_model(model)
     layers = h_layers(model)
     if not layers:
@@ -138,6 +108,16 @@ def trace_minmax(model, data, bsz=16384, cover_factor=1.0, verbose=False, aggres
 
         keep_for_export(model, proxy, aggressive)
     return total
+
+
+def _batch_size(bsz, batch_size):
+    """The calibration batch size from ``bsz`` (the seed's name) or ``batch_size``."""
+    if bsz is not None and batch_size is not None and bsz != batch_size:
+        raise ValueError(f"trace_minmax: bsz={bsz!r} and batch_size={batch_size!r} disagree; give one of them.")
+    value = DEFAULT_BATCH_SIZE if bsz is None and batch_size is None else (bsz if bsz is not None else batch_size)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"trace_minmax: batch_size (bsz) must be a positive int, got {value!r}.")
+    return int(value)
 
 
 def _record_ranges(model, layers, arrays, bsz):
