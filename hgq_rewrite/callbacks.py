@@ -24,15 +24,15 @@ class ResetMinMax(_HGQCallback):
 
 
 class FreeBOPs(_HGQCallback):
-    """Add ``bops``: the EBOPs estimate of the last training step (no extra computation)."""
+    """Log ``ebops`` (and ``bops``, the seed's name): the EBOPs estimate of the last training step."""
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["bops"] = sum(layer.ebops for layer in h_layers(self.model))
+            logs["ebops"] = logs["bops"] = sum(layer.ebops for layer in h_layers(self.model))
 
 
 class CalibratedBOPs(_HGQCallback):
-    """Add ``bops``: exact EBOPs from ``trace_minmax`` on ``calibration_data`` after each epoch."""
+    """Log ``ebops`` (and ``bops``, the seed's name): exact EBOPs from ``trace_minmax`` on ``calibration_data``."""
 
     def __init__(self, calibration_data, bsz=None):
         super().__init__()
@@ -46,7 +46,7 @@ class CalibratedBOPs(_HGQCallback):
         n = len(data[0] if isinstance(data, (list, tuple)) else data)
         value = trace_minmax(self.model, data, bsz=self.bsz or n)
         if logs is not None:
-            logs["bops"] = value
+            logs["ebops"] = logs["bops"] = value
 
 
 class NonFiniteLossError(FloatingPointError):
