@@ -5,6 +5,9 @@
   each sample randomly scaled, stretched, shifted, given a linear trend and noise; length 40.
 - ``jets``: a jet-tagger-shaped task: 16 features, 5 classes, clusters in a random
   16-d space pushed through a fixed non-linear mixing so the classes overlap.
+- ``mnist1d_pkg``: MNIST-1D from the ``mnist1d`` package (``make_dataset(get_dataset_args())``,
+  generated offline: 4,000 train / 1,000 test, length 40).
+- ``digits8``: scikit-learn's 8x8 digits as (8, 8, 1) images in [0, 1] (1,437 train / 360 test).
 
 Each loader returns ``(x_train, y_train, x_test, y_test)`` as float32 / int32 arrays and
 is deterministic for a given ``seed``.
@@ -103,4 +106,22 @@ def jets(seed=0, n_train=20000, n_test=5000, n_features=16, n_classes=5):
     return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
-LOADERS = {"digits28": digits28, "mnist1d": mnist1d, "jets": jets}
+def mnist1d_pkg(seed=0):
+    """MNIST-1D as the ``mnist1d`` package generates it (one fixed data set; ``seed`` is not used)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = make_dataset(get_dataset_args())
+    return (d["x"].astype(np.float32), d["y"].astype(np.int32),
+            d["x_test"].astype(np.float32), d["y_test"].astype(np.int32))
+
+
+def digits8(seed=0, n_test=360):
+    """scikit-learn digits (1797 samples) at their own 8x8 size, one channel."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    return _split(x, d.target.astype(np.int32), n_test, np.random.default_rng(seed))
+
+
+LOADERS = {"digits28": digits28, "mnist1d": mnist1d, "jets": jets, "mnist1d_pkg": mnist1d_pkg, "digits8": digits8}

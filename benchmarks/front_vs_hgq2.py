@@ -38,9 +38,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import harness as H  # noqa: E402
+from data import LOADERS  # noqa: E402
+from models import float_model as shared_float_model  # noqa: E402
 from models import hgq2_model  # noqa: E402
 
 ROWS = ("hgq2", "scratch_before", "scratch_after", "rewrite_before", "rewrite_after")
@@ -61,61 +62,19 @@ def log(msg):
 
 
 # -- data and models ------------------------------------------------------------------------------
+TASKS = {"mnist1d": "mnist1d_pkg", "digits8": "digits8"}  # this script's task -> the shared data/model name
+
+
 def load(task):
-    if task == "mnist1d":
-        from mnist1d.data import get_dataset_args, make_dataset
-
-        d = make_dataset(get_dataset_args())
-        return (d["x"].astype(np.float32), d["y"].astype(np.int32),
-                d["x_test"].astype(np.float32), d["y_test"].astype(np.int32))
-    if task == "digits8":
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        x = (d.images / 16.0).astype(np.float32)[..., None]
-        y = d.target.astype(np.int32)
-        idx = np.random.default_rng(0).permutation(len(x))
-        x, y = x[idx], y[idx]
-        return x[360:], y[360:], x[:360], y[:360]
-    raise ValueError(task)
+    return LOADERS[TASKS[task]]()
 
 
 def float_model(task):
-    L = keras.layers
-    if task == "mnist1d":
-        return keras.Sequential([
-            keras.Input((40,)),
-            L.Dense(64, activation="relu", name="dense1"),
-            L.Dense(32, activation="relu", name="dense2"),
-            L.Dense(10, name="dense3"),
-        ], name="mlp_mnist1d")
-    return keras.Sequential([
-        keras.Input((8, 8, 1)),
-        L.Conv2D(8, 3, activation="relu", name="conv1"),
-        L.MaxPooling2D(2, name="pool"),
-        L.Conv2D(16, 3, activation="relu", name="conv2"),
-        L.Flatten(name="flatten"),
-        L.Dense(10, name="dense"),
-    ], name="cnn_digits8")
+    return shared_float_model(TASKS[task])
 
 
 def hgq2_twin(task, beta):
-    if task == "mnist1d":
-        return hgq2_model("mnist1d", beta)
-    from hgq.config import LayerConfigScope
-    from hgq.layers import QConv2D, QDense
-    from hgq.quantizer import Quantizer, QuantizerConfig
-
-    L = keras.layers
-    with LayerConfigScope(beta0=beta, enable_ebops=True):
-        inp = keras.Input((8, 8, 1))
-        h = Quantizer(QuantizerConfig("default", "datalane"), name="input_q")(inp)
-        h = QConv2D(8, 3, activation="relu", name="conv1")(h)
-        h = L.MaxPooling2D(2, name="pool")(h)
-        h = QConv2D(16, 3, activation="relu", name="conv2")(h)
-        h = L.Flatten(name="flatten")(h)
-        out = QDense(10, name="dense")(h)
-    return keras.Model(inp, out, name="hgq2_digits8")
+    return hgq2_model(TASKS[task], beta)
 
 
 def seed_conv_config(task):
@@ -167,7 +126,7 @@ def run_ours(row, task, float_trained, data, beta, epochs, seed, workdir):
     keras.utils.set_random_seed(seed)
     scratch = knobs["scratch"]
     src = float_model(task) if scratch else float_trained
-    lr = SCRATCH_LR if scratch else REWRITE_LR
+    lr = knobs.get("lr", SCRATCH_LR if scratch else REWRITE_LR)
     ctx = seed_engine() if knobs["seed_engine"] else contextlib.nullcontext()
     t0 = time.perf_counter()
     with ctx:

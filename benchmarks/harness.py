@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import time
 import traceback
+import warnings
 
 import keras
 import numpy as np
@@ -81,31 +82,39 @@ def ours_available():
     return finetune, to_proxy_model
 
 
-def train_ours(task, float_m, data, beta, epochs, batch_size, lr, seed):
-    """``quantize`` + ``finetune`` (plain ``fit`` with FreeBOPs/ResetMinMax if finetune is missing)."""
+def train_ours(task, float_m, data, beta, epochs, batch_size, lr, seed, target=None):
+    """The rewrite flow: ``quantize(trained float, calibration_data=x)`` + ``finetune``.
+
+    ``target=None``: a fixed ``beta``, the model at the end of training. ``target=N``:
+    ``finetune(target_ebops=N)`` controls beta, and the front member it chooses is restored.
+    """
     import hgq_rewrite as hr
 
     x, y, xt, yt = data
-    finetune, _ = ours_available()
     keras.utils.set_random_seed(seed)
     t0 = time.perf_counter()
-    qmodel = hr.quantize(float_m, beta=beta, config=hgq_rewrite_config(task))
+    qmodel = hr.quantize(float_m, beta=beta, config=hgq_rewrite_config(task), calibration_data=x)
     t_quantize = time.perf_counter() - t0
     timer = EpochTimer()
-    if finetune is not None:
-        finetune(qmodel, x, y, epochs=epochs, batch_size=batch_size, learning_rate=lr, verbose=0, callbacks=[timer])
-        how = "hgq_rewrite.finetune"
-    else:
-        qmodel.compile(keras.optimizers.Adam(lr), _loss(), metrics=["accuracy"])
-        qmodel.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0,
-                   callbacks=[timer, hr.FreeBOPs(), hr.ResetMinMax()])
-        how = "fit + FreeBOPs + ResetMinMax"
+    goal = {} if target is None else {"target_ebops": target, "calibration_data": x}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unreached target is recorded below
+        hist, front = hr.finetune(qmodel, x, y, epochs=epochs, batch_size=batch_size, learning_rate=lr, verbose=0,
+                                  callbacks=[timer], **goal)
+    out = {"trainer": "hgq_rewrite.finetune", "quantize_s": t_quantize, "epoch_times": timer.times,
+           "median_epoch_s": median_epoch(timer.times),
+           "bops_history": [float(v) for v in hist.history.get("bops", [])]}
+    if target is not None:
+        out.update({"target_ebops": float(target), "reached": bool(front.reached), "message": front.message,
+                    "beta_history": [float(v) for v in hist.history.get("beta", [])]})
+        if front.reached:
+            front.chosen.restore(qmodel)
+            out["chosen_epoch"] = int(front.chosen.epoch)
     t0 = time.perf_counter()
-    own_ebops = float(hr.trace_minmax(qmodel, x))
-    t_trace = time.perf_counter() - t0
-    return qmodel, {"trainer": how, "own_ebops": own_ebops, "test_accuracy": accuracy(qmodel, xt, yt),
-                    "epoch_times": timer.times, "median_epoch_s": median_epoch(timer.times),
-                    "quantize_s": t_quantize, "trace_minmax_s": t_trace}
+    out["own_ebops"] = float(hr.trace_minmax(qmodel, x))
+    out["trace_minmax_s"] = time.perf_counter() - t0
+    out["test_accuracy"] = accuracy(qmodel, xt, yt)
+    return qmodel, out
 
 
 def export_ours(qmodel, x_test, y_test, compile_hls, workdir):
@@ -143,21 +152,24 @@ def _report_fields(report, y_test):
 
 # -- HGQ2 ----------------------------------------------------------------------------------------
 def train_hgq2(task, float_m, data, beta, epochs, batch_size, lr, seed):
-    """Hand-built HGQ2 twin, float weights transferred, plain ``fit`` with ``FreeEBOPs``."""
+    """Hand-built HGQ2 twin, plain ``fit`` with ``FreeEBOPs``: from the float weights, or from
+    scratch (its own initialisation) when ``float_m`` is None."""
     from hgq.utils import trace_minmax
     from hgq.utils.sugar import FreeEBOPs
 
     x, y, xt, yt = data
     keras.utils.set_random_seed(seed)
     model = hgq2_model(task, beta)
-    transfer_to_hgq2(float_m, model)
+    if float_m is not None:
+        transfer_to_hgq2(float_m, model)
     model.compile(keras.optimizers.Adam(lr), _loss(), metrics=["accuracy"])
     timer = EpochTimer()
     model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer, FreeEBOPs()])
     t0 = time.perf_counter()
     own_ebops = float(trace_minmax(model, x, batch_size=16384))
     t_trace = time.perf_counter() - t0
-    return model, {"trainer": "fit + FreeEBOPs", "own_ebops": own_ebops, "test_accuracy": accuracy(model, xt, yt),
+    return model, {"trainer": "fit + FreeEBOPs", "start": "float weights" if float_m is not None else "scratch",
+                   "own_ebops": own_ebops, "test_accuracy": accuracy(model, xt, yt),
                    "epoch_times": timer.times, "median_epoch_s": median_epoch(timer.times),
                    "trace_minmax_s": t_trace}
 
@@ -218,7 +230,8 @@ def measure_speed(task, float_m, data, beta, batch_size, rounds, lr, seed):
     Each model is compiled the same way (Adam, cross-entropy) and first fitted one epoch
     (graph tracing, reported separately). Then ``rounds`` times, each model fits one epoch in
     turn, so background load on the machine hits the three alike. Our model and HGQ2's use
-    their libraries' standard callbacks (``FreeBOPs`` + ``ResetMinMax`` / ``FreeEBOPs``).
+    their libraries' standard callbacks (``FreeBOPs`` + ``ResetMinMax`` / ``FreeEBOPs``); ours trains
+    with ``BitwidthAdam``, as ``finetune`` does.
     """
     import hgq_rewrite as hr
     from hgq.utils.sugar import FreeEBOPs
@@ -234,7 +247,8 @@ def measure_speed(task, float_m, data, beta, batch_size, rounds, lr, seed):
     times = {name: [] for name in models}
     first = {}
     for name, (model, cbs) in models.items():
-        model.compile(keras.optimizers.Adam(lr), _loss(), metrics=["accuracy"])
+        opt = hr.BitwidthAdam(lr) if name == "ours" else keras.optimizers.Adam(lr)  # as finetune compiles
+        model.compile(opt, _loss(), metrics=["accuracy"])
         timer = EpochTimer()
         model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[timer, *cbs])
         first[name] = timer.times[0]

@@ -18,7 +18,7 @@ libraries start fine-tuning from the same trained float model.
 import keras
 import numpy as np
 
-CLASSES = {"digits28": 10, "mnist1d": 10, "jets": 5}
+CLASSES = {"digits28": 10, "mnist1d": 10, "jets": 5, "mnist1d_pkg": 10, "digits8": 10}
 
 
 def float_model(task):
@@ -36,7 +36,7 @@ def float_model(task):
             L.Flatten(name="flatten"),
             L.Dense(10, name="dense"),
         ], name="seed_cnn")
-    if task == "mnist1d":  # MLP 40-64-32-10
+    if task in ("mnist1d", "mnist1d_pkg"):  # MLP 40-64-32-10
         return keras.Sequential([
             keras.Input((40,)),
             L.Dense(64, activation="relu", name="dense1"),
@@ -57,13 +57,20 @@ def float_model(task):
             L.Activation("relu", name="relu3"),
             L.Dense(5, name="dense4"),
         ], name="jet_tagger")
+    if task == "digits8":  # the small conv net of issue 11
+        return keras.Sequential([
+            keras.Input((8, 8, 1)),
+            L.Conv2D(8, 3, activation="relu", name="conv1"),
+            L.MaxPooling2D(2, name="pool"),
+            L.Conv2D(16, 3, activation="relu", name="conv2"),
+            L.Flatten(name="flatten"),
+            L.Dense(10, name="dense"),
+        ], name="cnn_digits8")
     raise ValueError(f"unknown task {task!r}")
 
 
 def hgq_rewrite_config(task):
-    """Rewrite config for our ``quantize``: only the fully parallel convolutions of the seed CNN."""
-    if task == "digits28":
-        return {"names": {"conv1": {"parallel_factor": 144}, "conv2": {"parallel_factor": 16}}}
+    """Rewrite config for our ``quantize``: none (converted convolutions are fully parallel by default)."""
     return None
 
 
@@ -86,7 +93,15 @@ def hgq2_model(task, beta):
             h = L.MaxPooling2D((2, 2), name="pool3")(h)
             h = L.Flatten(name="flatten")(h)
             out = QDense(10, name="dense")(h)
-        elif task == "mnist1d":
+        elif task == "digits8":
+            inp = keras.Input((8, 8, 1))
+            h = Quantizer(QuantizerConfig("default", "datalane"), name="input_q")(inp)
+            h = QConv2D(8, 3, activation="relu", name="conv1")(h)
+            h = L.MaxPooling2D(2, name="pool")(h)
+            h = QConv2D(16, 3, activation="relu", name="conv2")(h)
+            h = L.Flatten(name="flatten")(h)
+            out = QDense(10, name="dense")(h)
+        elif task in ("mnist1d", "mnist1d_pkg"):
             inp = keras.Input((40,))
             h = Quantizer(QuantizerConfig("default", "datalane"), name="input_q")(inp)
             h = QDense(64, activation="relu", name="dense1")(h)

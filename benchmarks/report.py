@@ -1,6 +1,22 @@
-"""Turn the results JSON into the markdown table and the Pareto plot."""
+"""Turn the results JSON into the markdown report and one accuracy-vs-EBOPs plot per task.
+
+Fronts are compared the way issue 11 asks: our front *dominates* another library's front when
+every point of that front is beaten by ours at equal EBOPs by at least ``ACC_MARGIN`` accuracy,
+or reached by ours at equal (or better) accuracy with at most ``EBOPS_RATIO`` times its EBOPs.
+"""
 
 import math
+import statistics
+
+ROWS = {
+    "hgq2": "HGQ2 from scratch, N epochs",
+    "ours": "ours: trained float → quantize(calibration_data) → finetune, N epochs, fixed beta",
+    "ours_target": "ours: same, finetune(target_ebops = HGQ2-N's EBOPs at that beta and seed)",
+    "hgq2_4x": "HGQ2 from scratch, 4N epochs",
+    "hgq2_float": "HGQ2 from the trained float weights, N epochs",
+}
+OURS = ("ours", "ours_target")
+ACC_MARGIN, EBOPS_RATIO = 0.005, 0.8
 
 
 def pareto_front(points):
@@ -14,66 +30,114 @@ def pareto_front(points):
     return front
 
 
-def deployed_accuracy(lib_result):
+def deployed_accuracy(r):
     """Accuracy of what is exported: firmware if compiled, else the proxy (ours) / the model (HGQ2)."""
-    exp = lib_result.get("export", {})
+    exp = r.get("export", {})
     for key in ("hls_test_accuracy", "proxy_test_accuracy"):
         if key in exp:
             return exp[key]
-    return lib_result.get("train", {}).get("test_accuracy")
+    return r.get("train", {}).get("test_accuracy")
 
 
-def unified_ebops(lib_result):
-    return lib_result.get("export", {}).get("ebops")
-
-
-def lib_points(task_result, lib):
-    out = []
-    for p in task_result["points"]:
-        r = p.get(lib, {})
-        e, a = unified_ebops(r), deployed_accuracy(r)
-        if e is not None and a is not None:
-            out.append((e, a))
+def run_points(task_result, row):
+    """``{beta: [(ebops, acc), ...one per seed]}`` of one row (failed runs left out)."""
+    out = {}
+    for seed in task_result["seeds"].values():
+        for key, r in seed["runs"].items():
+            name, beta = key.split("@")
+            e, a = r.get("export", {}).get("ebops"), deployed_accuracy(r)
+            if name == row and e is not None and a is not None:
+                out.setdefault(float(beta), []).append((e, a))
     return out
 
 
-def dominated_count(points, front):
-    """How many of ``points`` some point of ``front`` strictly beats (<= EBOPs and >= accuracy, one strict)."""
-    n = 0
-    for e, a in points:
-        if any(fe <= e and fa >= a and (fe < e or fa > a) for fe, fa in front):
-            n += 1
-    return n
+def mean_points(task_result, row):
+    """One (mean EBOPs, mean accuracy) point per beta, averaged over the seeds."""
+    return [(statistics.fmean(e for e, _ in pts), statistics.fmean(a for _, a in pts))
+            for _, pts in sorted(run_points(task_result, row).items())]
 
 
-def plot_pareto(results, path):
+def seed_points(task_result, row, seed):
+    seed_result = task_result["seeds"][seed]
+    return run_points({"seeds": {seed: seed_result}}, row)
+
+
+def compare(ours, theirs):
+    """How ``ours`` fares at each point of ``theirs``' front (see the module docstring).
+
+    Returns ``{"points": [...], "dominates": bool}``; each point has its EBOPs and accuracy, our
+    best accuracy at no more EBOPs (``acc_gain``) and our fewest EBOPs at no less accuracy
+    (``ebops_ratio``), None where ours has no such point.
+    """
+    out = []
+    for e, a in pareto_front(theirs):
+        at_e = [oa for oe, oa in ours if oe <= e]
+        at_a = [oe for oe, oa in ours if oa >= a]
+        gain = max(at_e) - a if at_e else None
+        ratio = min(at_a) / e if at_a else None
+        ok = (gain is not None and gain >= ACC_MARGIN) or (ratio is not None and ratio <= EBOPS_RATIO)
+        out.append({"ebops": e, "acc": a, "acc_gain": gain, "ebops_ratio": ratio, "beaten": ok})
+    return {"points": out, "dominates": bool(out) and all(p["beaten"] for p in out)}
+
+
+def front_verdicts(task_result):
+    """``{our row: {their row: {"mean": compare(...), "seeds_dominated": k, "seeds": n}}}``."""
+    verdicts = {}
+    rows = {row for seed in task_result["seeds"].values() for row in (k.split("@")[0] for k in seed["runs"])}
+    for ours in [r for r in OURS if r in rows]:
+        verdicts[ours] = {}
+        for theirs in [r for r in ("hgq2", "hgq2_4x", "hgq2_float") if r in rows]:
+            mean = compare(mean_points(task_result, ours), mean_points(task_result, theirs))
+            per_seed = [compare([p for v in seed_points(task_result, ours, s).values() for p in v],
+                                [p for v in seed_points(task_result, theirs, s).values() for p in v])
+                        for s in task_result["seeds"]]
+            verdicts[ours][theirs] = {"mean": mean, "seeds_dominated": sum(v["dominates"] for v in per_seed),
+                                      "seeds": len(per_seed)}
+    return verdicts
+
+
+def target_errors(task_result):
+    """Per ``ours_target`` run: (beta, seed, target, final EBOPs / target)."""
+    out = []
+    for seed, sr in task_result["seeds"].items():
+        for key, r in sr["runs"].items():
+            name, beta = key.split("@")
+            target = r.get("train", {}).get("target_ebops")
+            e = r.get("export", {}).get("ebops")
+            if name == "ours_target" and target and e is not None:
+                out.append((float(beta), seed, target, e / target))
+    return out
+
+
+def plot_task(results, task, path):
+    """One figure: every row's runs (faint, one per seed and beta) and its mean-over-seeds front."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = list(results["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        tr = results["tasks"][task]
-        for lib, label, style, color in (("ours", "hgq_rewrite", "o-", "C0"), ("hgq2", "HGQ2", "s--", "C1")):
-            pts = lib_points(tr, lib)
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, style[0], color=color, alpha=0.35, label=f"{label} (all points)")
-            front = pareto_front(pts)
-            fx, fy = zip(*front)
-            ax.plot(fx, fy, style, color=color, label=f"{label} Pareto front")
-        fa = tr.get("float", {}).get("test_accuracy")
-        if fa is not None:
-            ax.axhline(fa, color="grey", ls=":", label="float model")
-        ax.set_xscale("log")
-        ax.set_xlabel("EBOPs (from the hls4ml model, same rule for both)")
-        ax.set_ylabel("test accuracy of the exported model")
-        ax.set_title(task)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
+    tr = results["tasks"][task]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = {"ours": ("o-", "C0"), "ours_target": ("D-", "C2"), "hgq2": ("s--", "C1"), "hgq2_4x": ("^--", "C3"),
+              "hgq2_float": ("v:", "C4")}
+    for row, label in ROWS.items():
+        pts = [p for v in run_points(tr, row).values() for p in v]
+        if not pts:
+            continue
+        marker, color = styles[row]
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, marker[0], color=color, alpha=0.25, ms=4)
+        front = pareto_front(mean_points(tr, row))
+        ax.plot(*zip(*front), marker, color=color, label=f"{label} (mean front)")
+    floats = [s["float"]["test_accuracy"] for s in tr["seeds"].values()]
+    if floats:
+        ax.axhline(statistics.fmean(floats), color="grey", ls=":", label="float model (mean)")
+    ax.set_xscale("log")
+    ax.set_xlabel("EBOPs (from the hls4ml model, one rule for both libraries)")
+    ax.set_ylabel("test accuracy of the exported model")
+    ax.set_title(f"{task}: faint = single runs, lines = mean over seeds per beta")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -87,44 +151,63 @@ def _f(v, fmt):
     return format(v, fmt)
 
 
-def _lib_cells(r):
-    if "error" in r.get("train", {}):
-        return ["error", "error", "–"]
-    exp = r.get("export", {})
-    e = exp.get("ebops")
-    own = r.get("train", {}).get("own_ebops")
-    return [_f(deployed_accuracy(r), ".4f"), _f(e, ",.0f") if e is not None else ("n/a" if "error" in exp else "–"),
-            _f(own, ",.0f")]
+def _cell(pts):
+    """``acc ± sd @ EBOPs`` over the seeds of one row at one beta."""
+    if not pts:
+        return "–"
+    accs = [a for _, a in pts]
+    sd = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else ""
+    return f"{statistics.fmean(accs):.3f}{sd} @ {statistics.fmean(e for e, _ in pts) / 1e3:.1f}k"
 
 
-def markdown(results, plot_name):
+def _verdict_line(ours, theirs, v):
+    worst = []
+    for p in v["mean"]["points"]:
+        gain = "none" if p["acc_gain"] is None else f"{100 * p['acc_gain']:+.1f} pp"
+        ratio = "none" if p["ebops_ratio"] is None else f"{p['ebops_ratio']:.2f}×"
+        worst.append(f"{p['acc']:.3f} @ {p['ebops'] / 1e3:.1f}k: {gain}, {ratio}{'' if p['beaten'] else ' ✗'}")
+    word = "**dominates**" if v["mean"]["dominates"] else "does not dominate"
+    return (f"- {ours} {word} {theirs} (mean fronts; single seeds: {v['seeds_dominated']}/{v['seeds']}). "
+            "At each of their front points, our accuracy gain at ≤ their EBOPs and our EBOPs ratio at ≥ their "
+            "accuracy: " + "; ".join(worst))
+
+
+def markdown(results, plots):
     m = results["meta"]
     lines = [f"# hgq_rewrite vs HGQ2 benchmark ({m['mode']} run)", ""]
     lines += [f"- date: {m['date']}", f"- machine: {m['machine']}",
-              f"- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
               f"- command: `{m['command']}`", f"- total wall time: {results.get('total_s', 0) / 60:.1f} min",
               f"- settings: {m['settings_summary']}", ""]
     lines += ["EBOPs are computed the same way for both libraries from the hls4ml model each one exports "
               "(see `benchmarks/ebops.py`): Σ over multiplies of activation bits (k+i+f as hls4ml's bit-exact "
               "pass derives them) × significant bits of the weight constant; convolutions fully parallel. "
-              "*own* is what each library itself reports after `trace_minmax` (not comparable across libraries). "
-              "Accuracy is that of the exported model (hls4ml C simulation when compiled).", ""]
-
-    lines += ["## Quality: test accuracy vs EBOPs", "", f"![Pareto plot]({plot_name})", ""]
+              "Accuracy is that of the exported model (hls4ml C simulation when compiled, else our proxy / the "
+              "HGQ2 model), on the test set. Every point is one training run; cells are mean ± sd over seeds.", ""]
+    lines += ["## Quality: accuracy-vs-EBOPs fronts", "", "Rows:", ""]
+    lines += [f"- `{row}`: {label}" for row, label in ROWS.items()]
+    lines += ["", f"Our front dominates theirs when at each of their front points we have ≥ +{100 * ACC_MARGIN:.1f} pp "
+              f"accuracy at ≤ their EBOPs, or ≤ {EBOPS_RATIO}× their EBOPs at ≥ their accuracy.", ""]
     for task, tr in results["tasks"].items():
-        fl = tr.get("float", {})
-        lines += [f"### {task}  (float model: accuracy {_f(fl.get('test_accuracy'), '.4f')}, "
-                  f"{tr['data']['n_train']} train / {tr['data']['n_test']} test samples)", ""]
-        lines += ["| beta | ours acc | ours EBOPs | ours own EBOPs | HGQ2 acc | HGQ2 EBOPs | HGQ2 own EBOPs |",
-                  "|---|---|---|---|---|---|---|"]
-        for p in tr["points"]:
-            lines.append("| " + " | ".join([f"{p['beta']:.0e}", *_lib_cells(p.get("ours", {})),
-                                               *_lib_cells(p.get("hgq2", {}))]) + " |")
-        ours, hgq2 = lib_points(tr, "ours"), lib_points(tr, "hgq2")
-        if ours and hgq2:
-            lines += ["", f"Pareto: {dominated_count(ours, pareto_front(hgq2))}/{len(ours)} of our points are "
-                          f"beaten by HGQ2's front; {dominated_count(hgq2, pareto_front(ours))}/{len(hgq2)} of "
-                          "HGQ2's points are beaten by ours."]
+        floats = [s["float"]["test_accuracy"] for s in tr["seeds"].values()]
+        lines += [f"### {task}  (float model: accuracy {statistics.fmean(floats):.4f} mean over {len(floats)} "
+                  f"seed(s); {tr['data']['n_train']} train / {tr['data']['n_test']} test samples; "
+                  f"N = {tr['config']['epochs']} epochs)", "", f"![{task}]({plots[task]})", ""]
+        betas = sorted({float(k.split("@")[1]) for s in tr["seeds"].values() for k in s["runs"]})
+        lines += ["| row | " + " | ".join(f"β={b:g}" for b in betas) + " |", "|---|" + "---|" * len(betas)]
+        for row in ROWS:
+            pts = run_points(tr, row)
+            if pts:
+                lines.append(f"| {row} | " + " | ".join(_cell(pts.get(b, [])) for b in betas) + " |")
+        lines.append("")
+        for ours, vs in front_verdicts(tr).items():
+            for theirs, v in vs.items():
+                lines.append(_verdict_line(ours, theirs, v))
+        errs = target_errors(tr)
+        if errs:
+            ok = sum(0.9 <= r <= 1.1 for *_, r in errs)
+            lines += ["- `target_ebops`: final EBOPs / target "
+                      + ", ".join(f"{r:.2f}" for *_, r in errs) + f" ({ok}/{len(errs)} within ±10%)"]
         lines.append("")
 
     lines += ["## Speed: median epoch time (same process, same data and batch size)", "",
@@ -138,7 +221,7 @@ def markdown(results, plot_name):
     lines += ["", "Interleaved measurement: the float model, our HGQ model (`quantize`, beta "
               f"{st.get('speed_beta')}, `FreeBOPs` + `ResetMinMax`) and the HGQ2 model (`FreeEBOPs`) each fit one "
               f"epoch in turn, {st.get('speed_rounds')} rounds after a warm-up epoch; medians. The same ratios from the beta sweep's "
-              "fine-tuning fits (ours through `finetune`) and the first-epoch (graph tracing) times are in the JSON.",
+              "fits (`ours` and `hgq2_float`, every seed) and the first-epoch (graph tracing) times are in the JSON.",
               ""]
     sweep_rows = [(t, s["sweep"]) for t, s in results.get("speed", {}).items() if "sweep" in s]
     if sweep_rows:
@@ -151,16 +234,18 @@ def markdown(results, plot_name):
         lines.append("")
 
     lines += ["## Export: bit-exactness against hls4ml's C simulation (test set)", "",
-              "| task | beta | library | mismatching samples | convert s | compile s | firmware acc |",
+              "| task | beta | row | mismatching samples | convert s | compile s | firmware acc |",
               "|---|---|---|---|---|---|---|"]
     for task, tr in results["tasks"].items():
-        for p in tr["points"]:
-            for lib, label in (("ours", "hgq_rewrite"), ("hgq2", "HGQ2")):
-                exp = p.get(lib, {}).get("export", {})
+        for seed, sr in tr["seeds"].items():
+            for key, r in sr["runs"].items():
+                row, beta = key.split("@")
+                exp = r.get("export", {})
                 if "error" in exp:
-                    lines.append(f"| {task} | {p['beta']:.0e} | {label} | export failed: {exp['error'][:120]} | | | |")
+                    lines.append(f"| {task} | {beta} | {row} (seed {seed}) | export failed: {exp['error'][:120]} "
+                                 "| | | |")
                 elif "mismatching_samples" in exp:
-                    lines.append(f"| {task} | {p['beta']:.0e} | {label} | {exp['mismatching_samples']}/"
+                    lines.append(f"| {task} | {beta} | {row} (seed {seed}) | {exp['mismatching_samples']}/"
                                  f"{exp['n_samples']} | {_f(exp.get('convert_s'), '.1f')} | "
                                  f"{_f(exp.get('compile_s'), '.1f')} | {_f(exp.get('hls_test_accuracy'), '.4f')} |")
     lines.append("")

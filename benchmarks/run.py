@@ -8,10 +8,12 @@ extra (``pip install -e .[bench]``: hgq2, scikit-learn) and g++ for hls4ml's C s
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import gc
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -27,23 +29,26 @@ import numpy as np  # noqa: E402
 
 import harness as H  # noqa: E402
 from data import LOADERS  # noqa: E402
-from report import markdown, plot_pareto  # noqa: E402
+from report import ROWS, deployed_accuracy, markdown, plot_task  # noqa: E402
 from scaling import run_scaling  # noqa: E402
 
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
-# Per task: float epochs, fine-tuning epochs, batch size; learning rates are shared.
+# Per task: float epochs, N (the fine-tuning / HGQ2 epochs), batch size. HGQ2 from scratch also gets 4N.
 FULL = {
     "tasks": {
-        "digits28": {"float_epochs": 80, "ft_epochs": 40, "batch_size": 32},
-        "mnist1d": {"float_epochs": 60, "ft_epochs": 30, "batch_size": 64},
-        "jets": {"float_epochs": 30, "ft_epochs": 20, "batch_size": 128},
+        "digits28": {"float_epochs": 80, "epochs": 30, "batch_size": 32},
+        "mnist1d": {"float_epochs": 60, "epochs": 20, "batch_size": 64},
+        "jets": {"float_epochs": 30, "epochs": 15, "batch_size": 128},
+        "mnist1d_pkg": {"float_epochs": 60, "epochs": 40, "batch_size": 64},
+        "digits8": {"float_epochs": 60, "epochs": 40, "batch_size": 64},
     },
-    "betas": [1e-6, 1e-5, 3e-5, 1e-4, 5e-4],
-    "float_lr": 3e-3,
-    "ft_lr": 1e-3,
-    "compile_tasks": ["digits28", "mnist1d", "jets"],
-    "compile_betas": "ends",  # bit-exact check (g++ compile) at the smallest and largest beta; "all" for every one
+    "seeds": [0, 1, 2],
+    "betas": [1e-6, 1e-5, 1e-4],
+    "rows": list(ROWS),
+    "lr": 3e-3,
+    "compile_rows": ["ours", "hgq2"],
+    "compile_betas": "ends",  # g++ bit-exact check at the smallest and largest beta, first seed; "all" for every one
     "speed_rounds": 7,
     "speed_beta": 1e-5,
     "max_train": None,
@@ -54,14 +59,17 @@ FULL = {
 }
 QUICK = {
     "tasks": {
-        "digits28": {"float_epochs": 4, "ft_epochs": 2, "batch_size": 32},
-        "mnist1d": {"float_epochs": 3, "ft_epochs": 2, "batch_size": 64},
-        "jets": {"float_epochs": 2, "ft_epochs": 2, "batch_size": 128},
+        "digits28": {"float_epochs": 4, "epochs": 2, "batch_size": 32},
+        "mnist1d": {"float_epochs": 3, "epochs": 2, "batch_size": 64},
+        "jets": {"float_epochs": 2, "epochs": 2, "batch_size": 128},
+        "mnist1d_pkg": {"float_epochs": 3, "epochs": 2, "batch_size": 64},
+        "digits8": {"float_epochs": 3, "epochs": 2, "batch_size": 64},
     },
+    "seeds": [0],
     "betas": [1e-5],
-    "float_lr": 3e-3,
-    "ft_lr": 1e-3,
-    "compile_tasks": ["mnist1d"],
+    "rows": list(ROWS),
+    "lr": 3e-3,
+    "compile_rows": ["ours"],
     "compile_betas": "all",
     "speed_rounds": 2,
     "speed_beta": 1e-5,
@@ -118,10 +126,10 @@ def meta(mode, settings):
     versions["python"] = platform.python_version()
     versions["g++"] = gxx
     tasks = settings["tasks"]
-    summary = "; ".join(f"{t}: float {c['float_epochs']} ep, fine-tune {c['ft_epochs']} ep, batch {c['batch_size']}"
+    summary = "; ".join(f"{t}: float {c['float_epochs']} ep, N = {c['epochs']} ep, batch {c['batch_size']}"
                         for t, c in tasks.items())
-    summary += (f"; betas {settings['betas']}; Adam lr {settings['float_lr']} (float) / {settings['ft_lr']} "
-                f"(fine-tune); HGQ2 gets the trained float weights")
+    summary += (f"; seeds {settings['seeds']}; betas {settings['betas']}; Adam lr {settings['lr']} for every "
+                f"training (float, fine-tuning, HGQ2)")
     return {"mode": mode, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": f"{platform.node()}: {cpu}, {os.cpu_count()} cores{mem}, {platform.platform()}",
             "versions": versions, "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
@@ -137,71 +145,107 @@ def load(task, settings, seed=0):
     return x, y, xt, yt
 
 
-def run_task(task, settings, scratch, seed=0):
-    cfg = settings["tasks"][task]
-    data = load(task, settings, seed)
-    result = {"data": {"n_train": len(data[0]), "n_test": len(data[2]), "input_shape": list(data[0].shape[1:])},
-              "config": cfg, "points": []}
-    log(f"{task}: training the float model ({cfg['float_epochs']} epochs)")
-    float_m, result["float"] = H.train_float(task, data, cfg["float_epochs"], cfg["batch_size"],
-                                             settings["float_lr"], seed)
-    log(f"{task}: float test accuracy {result['float']['test_accuracy']:.4f}")
+def _compiles(settings, row, beta, seed):
     betas = settings["betas"]
-    for beta in betas:
-        compile_hls = task in settings["compile_tasks"] and (
-            settings["compile_betas"] == "all" or beta in (min(betas), max(betas)))
-        point = {"beta": beta}
-        for lib, train, export in (("ours", H.train_ours, H.export_ours), ("hgq2", H.train_hgq2, H.export_hgq2)):
-            r = point[lib] = {}
-            try:
-                model, r["train"] = train(task, float_m, data, beta, cfg["ft_epochs"], cfg["batch_size"],
-                                          settings["ft_lr"], seed)
-            except Exception as exc:
-                r["train"] = H.error_record(exc)
-                log(f"{task} beta={beta:g} {lib}: training FAILED: {r['train']['error']}")
-                continue
-            try:
-                r["export"] = export(model, data[2], data[3], compile_hls,
-                                     os.path.join(scratch, f"{task}_{beta:g}"))
-            except Exception as exc:
-                r["export"] = H.error_record(exc)
-            exp = r["export"]
-            log(f"{task} beta={beta:g} {lib}: acc {r['train']['test_accuracy']:.4f}, own EBOPs "
-                f"{r['train']['own_ebops']:,.0f}, EBOPs {exp.get('ebops', float('nan')):,.0f}, median epoch "
-                f"{r['train']['median_epoch_s']:.3f}s"
-                + (f", mismatches {exp['mismatching_samples']}/{exp['n_samples']}" if "n_samples" in exp else "")
-                + (f", export FAILED: {exp['error']}" if "error" in exp else ""))
-            del model
-            gc.collect()
-        result["points"].append(point)
-        keras.backend.clear_session()
-    log(f"{task}: speed, {settings['speed_rounds']} interleaved rounds of one epoch per model")
+    return (row in settings["compile_rows"] and seed == settings["seeds"][0]
+            and (settings["compile_betas"] == "all" or beta in (min(betas), max(betas))))
+
+
+def run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch, target=None):
+    """Train one row's model at one beta and seed, then export it (unified EBOPs, optional g++ check)."""
+    n, bs, lr = cfg["epochs"], cfg["batch_size"], settings["lr"]
+    r = {}
     try:
-        result["speed"] = H.measure_speed(task, float_m, data, settings["speed_beta"], cfg["batch_size"],
-                                          settings["speed_rounds"], settings["ft_lr"], seed)
-        s = result["speed"]
-        log(f"{task}: median epoch float {s['float_s']:.3f}s, ours {s['ours_s']:.3f}s, HGQ2 {s['hgq2_s']:.3f}s")
+        if row in ("ours", "ours_target"):
+            model, r["train"] = H.train_ours(task, float_m, data, beta, n, bs, lr, seed, target=target)
+        else:
+            epochs = 4 * n if row == "hgq2_4x" else n
+            start = float_m if row == "hgq2_float" else None
+            model, r["train"] = H.train_hgq2(task, start, data, beta, epochs, bs, lr, seed)
     except Exception as exc:
-        result["speed"] = H.error_record(exc)
-        log(f"{task}: speed FAILED: {result['speed']['error']}")
-    keras.backend.clear_session()
+        r["train"] = H.error_record(exc)
+        log(f"{task} seed {seed} beta={beta:g} {row}: training FAILED: {r['train']['error']}")
+        return r
+    export = H.export_ours if row.startswith("ours") else H.export_hgq2
+    try:
+        r["export"] = export(model, data[2], data[3], _compiles(settings, row, beta, seed),
+                             os.path.join(scratch, f"{task}_{seed}_{beta:g}_{row}"))
+    except Exception as exc:
+        r["export"] = H.error_record(exc)
+    exp = r["export"]
+    log(f"{task} seed {seed} beta={beta:g} {row}: acc {deployed_accuracy(r):.4f}, EBOPs "
+        f"{exp.get('ebops', float('nan')):,.0f}" + (f" (target {target:,.0f})" if target else "")
+        + f", median epoch {r['train']['median_epoch_s']:.3f}s"
+        + (f", mismatches {exp['mismatching_samples']}/{exp['n_samples']}" if "n_samples" in exp else "")
+        + (f", export FAILED: {exp['error']}" if "error" in exp else ""))
+    del model
+    gc.collect()
+    return r
+
+
+def run_task(task, settings, scratch):
+    """Every row at every beta and seed of one task, then the interleaved speed measurement (first seed)."""
+    cfg = settings["tasks"][task]
+    result = {"config": cfg, "seeds": {}}
+    rows = [r for r in ROWS if r in settings["rows"]]
+    for seed in settings["seeds"]:
+        data = load(task, settings, seed)
+        result["data"] = {"n_train": len(data[0]), "n_test": len(data[2]), "input_shape": list(data[0].shape[1:])}
+        log(f"{task} seed {seed}: training the float model ({cfg['float_epochs']} epochs)")
+        float_m, float_rec = H.train_float(task, data, cfg["float_epochs"], cfg["batch_size"], settings["lr"], seed)
+        log(f"{task} seed {seed}: float test accuracy {float_rec['test_accuracy']:.4f}")
+        runs = {}
+        result["seeds"][str(seed)] = {"float": float_rec, "runs": runs}
+        for beta in settings["betas"]:
+            for row in rows:
+                target = None
+                if row == "ours_target":
+                    target = runs.get(f"hgq2@{beta:g}", {}).get("export", {}).get("ebops")
+                    if not target:
+                        continue  # no HGQ2 budget to aim at
+                runs[f"{row}@{beta:g}"] = run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch,
+                                                  target)
+            keras.backend.clear_session()
+        if seed == settings["seeds"][0]:
+            log(f"{task}: speed, {settings['speed_rounds']} interleaved rounds of one epoch per model")
+            try:
+                result["speed"] = H.measure_speed(task, float_m, data, settings["speed_beta"], cfg["batch_size"],
+                                                  settings["speed_rounds"], settings["lr"], seed)
+                s = result["speed"]
+                log(f"{task}: median epoch float {s['float_s']:.3f}s, ours {s['ours_s']:.3f}s, "
+                    f"HGQ2 {s['hgq2_s']:.3f}s")
+            except Exception as exc:
+                result["speed"] = H.error_record(exc)
+                log(f"{task}: speed FAILED: {result['speed']['error']}")
+        del float_m
+        keras.backend.clear_session()
+        gc.collect()
     return result
 
 
+def _task_job(args):
+    """One task in a worker process (``--jobs``): the task's result."""
+    task, settings, scratch = args
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    return task, run_task(task, settings, scratch)
+
+
 def speed_summary(task_result):
-    """Interleaved speed measurement (``measure_speed``) plus the medians over the beta sweep's fits."""
+    """Interleaved speed measurement (``measure_speed``) plus the medians over the sweep's fits."""
     out = {k: v for k, v in task_result.get("speed", {}).items() if k != "epoch_times"}
 
-    def med(lib):
-        times = []
-        for p in task_result["points"]:
-            t = p.get(lib, {}).get("train", {}).get("epoch_times")
-            if t:
-                times += t[1:] if len(t) > 1 else t
-        return float(np.median(times)) if times else None
+    def med(values):
+        return float(np.median(values)) if values else None
 
-    f = task_result["float"]["median_epoch_s"]
-    ours, hgq2 = med("ours"), med("hgq2")
+    times = {"float": [], "ours": [], "hgq2_float": []}
+    for seed in task_result["seeds"].values():
+        times["float"] += seed["float"]["epoch_times"][1:]
+        for key, r in seed["runs"].items():
+            row = key.split("@")[0]
+            t = r.get("train", {}).get("epoch_times")
+            if row in times and t:
+                times[row] += t[1:] if len(t) > 1 else t
+    f, ours, hgq2 = med(times["float"]), med(times["ours"]), med(times["hgq2_float"])
     ratio = lambda a, b: (a / b) if a and b else None  # noqa: E731
     out["sweep"] = {"float_s": f, "ours_s": ours, "hgq2_s": hgq2, "ours_over_float": ratio(ours, f),
                     "hgq2_over_float": ratio(hgq2, f), "ours_over_hgq2": ratio(ours, hgq2)}
@@ -214,6 +258,9 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--tasks", nargs="*", choices=list(LOADERS), help="only these tasks")
     parser.add_argument("--betas", nargs="+", type=float, help="override the beta sweep")
+    parser.add_argument("--seeds", nargs="+", type=int, help="override the seeds")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="only these rows (ours_target needs hgq2)")
+    parser.add_argument("--jobs", type=int, default=1, help="tasks run in this many worker processes")
     parser.add_argument("--no-compile", action="store_true", help="convert only (EBOPs), no bit-exact check")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--keep-projects", metavar="DIR", help="keep the hls4ml projects in DIR")
@@ -224,6 +271,10 @@ def main(argv=None):
         settings["tasks"] = {t: c for t, c in settings["tasks"].items() if t in args.tasks}
     if args.betas:
         settings["betas"] = args.betas
+    if args.seeds:
+        settings["seeds"] = args.seeds
+    if args.rows:
+        settings["rows"] = args.rows
     if args.no_compile:
         settings["compile_tasks"] = []
     mode = "quick" if args.quick else "full"
@@ -231,18 +282,19 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     t_start = time.perf_counter()
     results = {"meta": meta(mode, settings), "tasks": {}, "speed": {}, "scaling": [], "notes": []}
-    finetune, to_proxy = H.ours_available()
-    if finetune is None:
-        results["notes"].append("hgq_rewrite.finetune missing: our side trained with plain fit + callbacks")
-    if to_proxy is None:
-        results["notes"].append("hgq_rewrite to_proxy_model missing: no export or unified EBOPs for our side")
     log(f"{mode} run; results to {args.out}")
 
     with H.workdir(args.keep_projects) as scratch:
-        for task in settings["tasks"]:
-            results["tasks"][task] = run_task(task, settings, scratch)
-            results["speed"][task] = speed_summary(results["tasks"][task])
-            _write(results, args.out, suffix, t_start)  # partial results survive a crash later on
+        tasks = list(settings["tasks"])
+        if args.jobs > 1:
+            ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+            with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+                done = pool.map(_task_job, [(t, settings, scratch) for t in tasks])
+                for task, task_result in done:
+                    _store(results, task, task_result, args.out, suffix, t_start)
+        else:
+            for task in tasks:
+                _store(results, task, run_task(task, settings, scratch), args.out, suffix, t_start)
         if not args.no_scaling:
             log(f"scaling: chain models of {settings['scaling_sizes']} layers")
             results["scaling"] = run_scaling(settings["scaling_sizes"], settings["scaling_max_export"],
@@ -251,14 +303,22 @@ def main(argv=None):
     log(f"done in {(time.perf_counter() - t_start) / 60:.1f} min: {os.path.join(args.out, f'bench{suffix}.md')}")
 
 
+def _store(results, task, task_result, out, suffix, t_start):
+    """Add one task's result and write everything so far (partial results survive a crash later on)."""
+    results["tasks"][task] = task_result
+    results["speed"][task] = speed_summary(task_result)
+    _write(results, out, suffix, t_start)
+
+
 def _write(results, out, suffix, t_start):
     results["total_s"] = time.perf_counter() - t_start
     with open(os.path.join(out, f"bench{suffix}.json"), "w") as f:
         json.dump(results, f, indent=1, default=_json_default)
-    plot = f"pareto{suffix}.png"
-    plot_pareto(results, os.path.join(out, plot))
+    plots = {task: f"pareto_{task}{suffix}.png" for task in results["tasks"]}
+    for task, name in plots.items():
+        plot_task(results, task, os.path.join(out, name))
     with open(os.path.join(out, f"bench{suffix}.md"), "w") as f:
-        f.write(markdown(results, plot))
+        f.write(markdown(results, plots))
 
 
 def _json_default(o):
