@@ -49,13 +49,19 @@ def as_arrays(data, what, caller, numbered=False, float32=False):
     Raises:
         InputDataError: one line naming the array at fault and the fix.
     """
+    return _checked(_items(data, what, caller), what, caller, numbered, float32)
+
+
+def _items(data, what, caller):
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if not items:
         raise InputDataError(f"{caller}: {what} is empty; pass one array per model input.")
+    return items
+
+
+def _checked(items, what, caller, numbered, float32):
     name = _namer(what, len(items), numbered)
-    out = []
-    for idx, item in enumerate(items):
-        out.append(_as_array(item, name(idx), caller, float32))
+    out = [_as_array(item, name(idx), caller, float32) for idx, item in enumerate(items)]
     counts = [a.shape[0] for a in out]
     if len(set(counts)) > 1:
         raise InputDataError(f"{caller}: the arrays of {what} have different numbers of samples {counts}; "
@@ -92,16 +98,15 @@ def model_inputs(model, data, what, caller, numbered=False, float32=False):
     Returns:
         The list of arrays, in the order of ``model.inputs``.
     """
-    arrays = as_arrays(data, what, caller, numbered, float32)
+    items = _items(data, what, caller)
     try:
         inputs = list(model.inputs or [])
     except (AttributeError, ValueError):  # a model not built yet: Keras checks when it is called
-        return arrays
-    if not inputs:
-        return arrays
-    if len(arrays) != len(inputs):
-        raise InputDataError(f"{caller}: the model has {len(inputs)} input(s) but {what} has {len(arrays)} "
+        inputs = []
+    if inputs and len(items) != len(inputs):
+        raise InputDataError(f"{caller}: the model has {len(inputs)} input(s) but {what} has {len(items)} "
                              "array(s); pass one array per model input, in the order of model.inputs.")
+    arrays = _checked(items, what, caller, numbered, float32)
     name = _namer(what, len(arrays), numbered)
     for idx, (a, t) in enumerate(zip(arrays, inputs)):
         want, got = tuple(t.shape[1:]), tuple(a.shape[1:])

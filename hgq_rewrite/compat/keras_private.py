@@ -10,7 +10,10 @@
 """
 
 import keras
-from keras.src.models.functional import Functional  # noqa: F401  (the class of functional models)
+from keras.src.models.functional import Functional  # the class of functional models
+
+__all__ = ["Functional", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "calls_in_order", "inbound_nodes",
+           "keras_history", "compile_state", "restore_compile_state"]
 
 LOSS_HOOKS = ("_get_own_losses", "_clear_losses")
 
