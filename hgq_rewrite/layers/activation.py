@@ -3,10 +3,9 @@
 import keras
 from keras import ops
 
+from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers.fixed_point import round_to_grid
 from .base import HLayerBase
-
-PIECEWISE_LINEAR = ("linear", "relu")
 
 
 def resolve_activation(activation, layer_name):
@@ -46,7 +45,7 @@ class HActivation(HLayerBase):
 
     def call(self, x, training=None):
         y = self.activation(x)
-        if self.activation_name not in PIECEWISE_LINEAR:
+        if self.activation_name not in NATIVE_ACTIVATIONS:
             finest = ops.max(ops.round(self.paq.fbw))
             y = y + ops.stop_gradient(round_to_grid(y, finest) - y)
         return self.paq(y, training=training)

@@ -4,11 +4,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers import HQuantizer
 from ..quantizers.fixed_point import round_to_grid
 from .base import HLayerBase, bits_of
-
-FUSABLE_ACTIVATIONS = ("linear", "relu")
 
 
 def activation_name(activation, layer_name):
@@ -16,7 +15,7 @@ def activation_name(activation, layer_name):
     if activation is None:
         return "linear"
     name = activation if isinstance(activation, str) else getattr(activation, "__name__", str(activation))
-    if name not in FUSABLE_ACTIVATIONS:
+    if name not in NATIVE_ACTIVATIONS:
         raise ValueError(
             f"Layer {layer_name!r}: activation {name!r} cannot be fused into an H-layer (only 'linear' and "
             f"'relu'). Use activation='linear' and put HActivation({name!r}) after it."
