@@ -9,7 +9,7 @@ import keras
 
 import hgq_rewrite.proxy.registration as registration
 from hgq_rewrite.proxy import FixedPointQuantizer, UnaryLUT, check_bit_exact
-from hgq_rewrite.proxy.bit_exact import UnsupportedLayerError, export_problems
+from hgq_rewrite.proxy import UnsupportedLayerError, export_problems
 from hgq_rewrite.proxy.hls4ml_handlers import remap_table
 from proxy_harness import F64, q, random_kif
 

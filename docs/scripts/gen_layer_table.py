@@ -80,11 +80,11 @@ def converted_rows():
 
 
 def unconverted_rows():
-    from hgq_rewrite.proxy import bit_exact
+    from hgq_rewrite.proxy import hls4ml_limits
 
     converted = {k.__name__ for k in builtin_converters()}
     rows = []
-    for name, (fatal, reason, remedy) in sorted(bit_exact.KNOWN_PROBLEMS.items()):
+    for name, (fatal, reason, remedy) in sorted(hls4ml_limits.KNOWN_PROBLEMS.items()):
         if name in converted:
             continue
         rows.append((f"`{name}`", "cannot be converted" if fatal else "converts, not bit-exact", reason, remedy))

@@ -407,16 +407,16 @@ class DACheckReport:
 
 def check_da(model, x, *, hwconf=DEFAULT_HWCONF, solver_options=None, aggressive=None, comb=None, trace=None):
     """Run da4ml's C++ simulator of the traced program (``CombLogic.predict``) and compare with the proxy."""
-    from ..proxy.bit_exact import _as_inputs, _flat_outputs, compare_samples, predict_float64
+    from ..proxy.bit_exact import compare_samples, flat_outputs, predict_float64, proxy_inputs
 
     if trace is None:
         trace = trace_proxy(model, hwconf=hwconf, solver_options=solver_options, aggressive=aggressive)
     comb = comb if comb is not None else comb_logic(trace)
-    xs, n = _as_inputs(trace.proxy, x)
+    xs, n = proxy_inputs(trace.proxy, x, "check_da")
     q = quantize_inputs(trace, xs)
     data = np.concatenate([v.reshape(n, -1) for v in q], axis=1)
     y_da = np.asarray(comb.predict(data), dtype=np.float64).reshape(n, -1)
-    y_p = _flat_outputs(predict_float64(trace.proxy, xs[0] if len(xs) == 1 else xs), n)
+    y_p = flat_outputs(predict_float64(trace.proxy, xs[0] if len(xs) == 1 else xs), n)
     bad, diff = compare_samples(y_p, y_da)
     return DACheckReport(n, int(bad.size), bad, diff, float(comb.cost), y_p, y_da)
 

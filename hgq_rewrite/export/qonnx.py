@@ -549,18 +549,18 @@ def check_qonnx(model, x, *, exact_overflow=True, dtype="float32", lut="auto", a
     QONNX graph sees. Returns a :class:`QONNXCheckReport`.
     """
     execute_onnx = require("qonnx", "qonnx.core.onnx_exec").execute_onnx
-    from ..proxy.bit_exact import _as_inputs, _flat_outputs, compare_samples, predict_float64
+    from ..proxy.bit_exact import compare_samples, flat_outputs, predict_float64, proxy_inputs
 
     proxy = as_proxy(model, aggressive)
-    xs, n = _as_inputs(proxy, x)
+    xs, n = proxy_inputs(proxy, x, "check_qonnx")
     xs = [v.astype(dtype) for v in xs]
     wrapper = to_qonnx(proxy, exact_overflow=exact_overflow, dtype=dtype, batch_size=n, lut=lut)
     feed = {vi.name: v for vi, v in zip(wrapper.graph.input, xs)}
     result = execute_onnx(wrapper, feed)
     y_q = [result[vi.name] for vi in wrapper.graph.output]
     y_p = predict_float64(proxy, [v.astype(np.float64) for v in xs] if len(xs) > 1 else xs[0].astype(np.float64))
-    a = _flat_outputs(y_p, n)
-    b = _flat_outputs(y_q if len(y_q) > 1 else y_q[0], n)
+    a = flat_outputs(y_p, n)
+    b = flat_outputs(y_q if len(y_q) > 1 else y_q[0], n)
     bad, diff = compare_samples(a, b)
     ops_ = {}
     for nd in wrapper.graph.node:

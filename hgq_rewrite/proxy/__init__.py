@@ -4,7 +4,9 @@ from .fixed_point_layer import FixedPointQuantizer, kif_to_mask, normalize_kbi
 from .registration import register_hls4ml_handlers, unregister_hls4ml_handlers
 from .unary_lut import UnaryLUT, build_table, lut_inputs
 from .convert import ProxyConversionError, to_proxy_model
-from .bit_exact import BitExactReport, UnsupportedLayerError, check_bit_exact, export_problems, predict_float64
+from .bit_exact import BitExactReport, check_bit_exact, predict_float64
+from .preflight import export_problems
+from ..errors import UnsupportedLayerError
 
 __all__ = [
     "to_proxy_model",
