@@ -1,5 +1,7 @@
 """Exceptions raised by the rewrite (one class per kind of user mistake)."""
 
+from ..errors import UnsupportedLayerError  # noqa: F401  (one class for the rewrite and the export)
+
 
 class RewriteError(ValueError):
     """Base class of every error raised by `hgq_rewrite.rewrite`."""
@@ -12,6 +14,3 @@ class UnsupportedModelError(RewriteError, TypeError):
 class ConfigError(RewriteError):
     """The rewrite config is malformed, or some of its keys match no layer."""
 
-
-class UnsupportedLayerError(RewriteError):
-    """Some layers have no converter and are not kept float by the config."""
