@@ -13,4 +13,3 @@ class UnsupportedModelError(RewriteError, TypeError):
 
 class ConfigError(RewriteError):
     """The rewrite config is malformed, or some of its keys match no layer."""
-
