@@ -4,12 +4,15 @@ Layers need the bitwidth map of what feeds them (EBOPs of a multiply depend on
 both operands). Keras 3 records every layer call as a node; this module follows
 those nodes. A nested model's inner input is linked to the outer producer by
 ``link_model(model)``, which every entry point (callbacks, trace,
-quantize, proxy) calls; it also records which calls belong to the model graph. A nested model called several times is linked to its first call.
+quantize, proxy) calls; it also records which calls belong to the model graph (read with
+`hgq_rewrite.walker`). A nested model called several times is linked to its first call.
 """
 
 import weakref
 
 import keras
+
+from ..walker import model_calls
 
 # inner InputLayer -> (outer producer, output index); kept outside the layer so Keras
 # does not track the outer producer as part of the InputLayer's state.
@@ -62,11 +65,6 @@ def input_shapes(layer, node_index=0):
     return [tuple(t.shape) for t in layer._inbound_nodes[node_index].arguments.keras_tensors]
 
 
-def _graph(model):
-    """The functional graph behind ``model`` (a Sequential keeps one in ``_functional``)."""
-    return getattr(model, "_functional", None) or model
-
-
 def graph_node_indices(layer):
     """Indices of ``layer``'s calls that belong to the linked model graph.
 
@@ -80,26 +78,21 @@ def link_model(model):
     """Record the graph's calls of every layer and point nested models' inner inputs at
     their outer producers (recursively). Every entry point (callbacks, trace, quantize,
     proxy) calls this."""
-    graph = _graph(model)
+    level = model_calls(model)
     calls = {}
-    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
-        for node in nodes:
-            op = node.operation
-            if node in op._inbound_nodes:
-                calls.setdefault(op, []).append(op._inbound_nodes.index(node))
-    for op, indices in calls.items():
-        _graph_nodes[op] = sorted(indices)
-    for layer in model.layers:
-        if not is_model(layer):
+    for call in level.calls:
+        if call.index is not None:
+            calls.setdefault(call.layer, []).append(call)
+    for op, op_calls in calls.items():
+        _graph_nodes[op] = sorted(c.index for c in op_calls)
+        if not is_model(op):
             continue
-        inner_inputs = layer.inputs if isinstance(layer.inputs, (list, tuple)) else [layer.inputs]
-        if layer._inbound_nodes:
-            outer = layer._inbound_nodes[graph_node_indices(layer)[0]].arguments.keras_tensors
-            for inner, outer_t in zip(inner_inputs, outer):
-                inner_op = _history(inner)[0]
-                op, _, idx = _history(outer_t)
-                _outer_sources[inner_op] = (op, idx)
-        link_model(layer)
+        first = min(op_calls, key=lambda c: c.index)
+        inner_inputs = op.inputs if isinstance(op.inputs, (list, tuple)) else [op.inputs]
+        for inner, outer in zip(inner_inputs, first.inputs):
+            producer, j = level.producer[id(outer)]
+            _outer_sources[_history(inner)[0]] = (producer.layer, j)
+        link_model(op)
 
 
 def walk_layers(model):

@@ -1,4 +1,4 @@
-"""Graph walker: the layer *calls* of a Functional or Sequential model.
+"""The rewrite's view of a model: its layer *calls* as a graph, nested models included.
 
 `build_graph(model)` returns a `ModelGraph`: a `networkx.DiGraph` whose nodes
 are the calls made at one level of the model (an ``InputLayer``, a layer
@@ -11,8 +11,8 @@ nodes that share one layer object.
 Layers are addressed by *paths*: the layer name, prefixed by the names of the
 models that contain it (``"encoder/dense_1"``).
 
-Only the model's own call records are read (``model._nodes_by_depth``): calls
-a layer made in other models are ignored, and nothing is modified.
+The calls come from the package's one walker (`hgq_rewrite.walker`): only the
+model's own call records are read, and nothing is modified.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 
 import keras
 import networkx as nx
-from keras.src.layers.core.input_layer import InputLayer
-from keras.src.models.functional import Functional
-
+from ..compat.keras_private import Functional, functional_graph, keras_history
+from ..walker import model_calls
 from .errors import UnsupportedModelError
 
 
@@ -54,7 +53,7 @@ class Call:
 
     @property
     def is_input(self) -> bool:
-        return isinstance(self.layer, InputLayer)
+        return isinstance(self.layer, keras.layers.InputLayer)
 
 
 @dataclass(eq=False)
@@ -203,37 +202,29 @@ def build_graph(model, prefix: str = "", _cache=None) -> ModelGraph:
     _check_model(model, repr(prefix or model.name))
     if id(model) in _cache:
         return _cache[id(model)]
-    if isinstance(model, keras.Sequential):
-        fn, kind = model._functional, "sequential"
-    else:
-        fn, kind = model, "functional"
-
-    nodes = [n for d in sorted(fn._nodes_by_depth, reverse=True) for n in fn._nodes_by_depth[d]]
+    kind = "sequential" if isinstance(model, keras.Sequential) else "functional"
+    fn = functional_graph(model)
+    level = model_calls(model)
     # model inputs first (in input order), then Keras' operation order
-    inputs = list(keras.tree.flatten(fn._inputs_struct))
     rank = {id(op): i for i, op in enumerate(fn.operations)}
-    for i, t in enumerate(inputs):
-        rank[id(t._keras_history.operation)] = i - len(inputs)
+    for i, t in enumerate(level.inputs):
+        rank[id(keras_history(t)[0])] = i - len(level.inputs)
     g = nx.DiGraph()
-    producer, consumers = {}, {}
-    key_of_node, calls_seen, sort_key = {}, {}, {}
-    for node in nodes:
-        op = node.operation
-        n_call = calls_seen.get(id(op), 0)
-        calls_seen[id(op)] = n_call + 1
-        key = op.name if n_call == 0 else f"{op.name}@{n_call}"
+    key_of, sort_key = {}, {}
+    for wc in level.calls:
+        op = wc.layer
+        key = op.name if wc.repeat == 0 else f"{op.name}@{wc.repeat}"
         path = join_path(prefix, op.name)
         sub = None
         if is_nested_model(op):
             # A nested subclassed model stays a leaf: like any layer without a
             # converter it must be registered or kept float.
             sub = build_graph(op, prefix=path, _cache=_cache)
-        call = Call(key, op, path, node, list(node.arguments.keras_tensors), list(node.outputs), sub)
-        g.add_node(key, call=call)
-        key_of_node[id(node)] = key
-        sort_key[key] = (rank.get(id(op), len(rank)), n_call)
-        for j, t in enumerate(call.outputs):
-            producer[id(t)] = (key, j)
+        g.add_node(key, call=Call(key, op, path, wc.node, wc.inputs, wc.outputs, sub))
+        key_of[id(wc)] = key
+        sort_key[key] = (rank.get(id(op), len(rank)), wc.repeat)
+    producer = {t: (key_of[id(wc)], j) for t, (wc, j) in level.producer.items()}
+    consumers = {t: [key_of[id(wc)] for wc in readers] for t, readers in level.consumers.items()}
     for key in list(g.nodes):
         call = g.nodes[key]["call"]
         for t in call.inputs:
@@ -242,9 +233,6 @@ def build_graph(model, prefix: str = "", _cache=None) -> ModelGraph:
                 raise UnsupportedModelError(
                     f"Cannot find the producer of input {t.name!r} of {call.path!r}."
                 )
-            consumers.setdefault(id(t), [])
-            if key not in consumers[id(t)]:
-                consumers[id(t)].append(key)
             if g.has_edge(hit[0], key):
                 g.edges[hit[0], key]["tensors"].append(id(t))
             else:
@@ -256,8 +244,8 @@ def build_graph(model, prefix: str = "", _cache=None) -> ModelGraph:
         kind=kind,
         graph=g,
         order=order,
-        inputs=inputs,
-        outputs=list(keras.tree.flatten(fn._outputs_struct)),
+        inputs=level.inputs,
+        outputs=level.outputs,
         producer=producer,
         consumers=consumers,
     )
