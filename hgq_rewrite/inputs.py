@@ -116,3 +116,8 @@ def model_inputs(model, data, what, caller, numbered=False, float32=False):
                 f"{a.shape}); pass data shaped like the model input {t.name!r}."
             )
     return arrays
+
+
+def pack(arrays):
+    """What a model is called on: the one array of a single-input model, else the list of arrays."""
+    return arrays[0] if len(arrays) == 1 else list(arrays)

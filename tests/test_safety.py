@@ -183,11 +183,11 @@ def test_every_finetune_and_export_write_goes_through_a_temporary_file(q_file, t
     out = tmp_path / "ft"
     code, _, err = run(capsys, "finetune", q_file, "--data", q_file.parent / "train.npz", "--epochs", 2, "-o", out)
     assert code == 0, err
-    from hgq_rewrite.cli.commands import export
+    from hgq_rewrite.export.project import export_project as export
 
     qmodel = keras.saving.load_model(out / "last.keras")
     with pytest.raises(Exception):  # noqa: B017 - stop before hls4ml: only the proxy save matters here
-        monkeypatch.setattr("hgq_rewrite.proxy.bit_exact.convert_proxy", _raise)
+        monkeypatch.setattr("hgq_rewrite.export.project.convert_proxy", _raise)
         export(qmodel, [tiny_data()[0]], str(tmp_path / "exp"), compile=False, log=lambda m: None)
     finals = {"last.keras", "proxy.keras"} | {f for f in os.listdir(out) if f.startswith("epoch")}
     assert saved and not any(os.path.basename(p) in finals for p in saved), saved

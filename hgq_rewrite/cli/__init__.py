@@ -10,15 +10,13 @@ targets under ``y``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 
+from .args import NPZ_HELP, nonneg_float, positive_float, positive_int
 from .io import CLIError, one_line
 
 PROG = "hgq-rewrite"
-
-NPZ_HELP = "npz file: inputs under 'x' (or 'x0', 'x1', ... for several inputs), targets under 'y'"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,33 +24,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise CLIError(f"{self.prog}: {message} (see '{self.prog} --help')")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _nonneg_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _positive_float(text):
-    value = _nonneg_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
 
 
 def build_parser():
@@ -73,14 +44,14 @@ def build_parser():
     p.add_argument("model", metavar="IN.keras", help="float Keras model")
     p.add_argument("-o", "--output", required=True, metavar="OUT.keras", help="where to save the HGQ model")
     p.add_argument("--config", metavar="CFG.yaml", help="rewrite config (YAML or JSON; see docs/config.md)")
-    p.add_argument("--beta", type=_nonneg_float, help="default EBOPs penalty of every HGQ layer")
+    p.add_argument("--beta", type=nonneg_float, help="default EBOPs penalty of every HGQ layer")
     p.add_argument("--lenient", action="store_true", help="only warn about config keys that match no layer")
 
     p = sub.add_parser("explain", parents=[common], help="show what quantize would do, layer by layer",
                        description="Print the rewrite plan: per layer the decision, and which rule set each setting.")
     p.add_argument("model", metavar="IN.keras", help="float Keras model")
     p.add_argument("--config", metavar="CFG.yaml", help="rewrite config (YAML or JSON)")
-    p.add_argument("--beta", type=_nonneg_float, help="default EBOPs penalty of every HGQ layer")
+    p.add_argument("--beta", type=nonneg_float, help="default EBOPs penalty of every HGQ layer")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     p = sub.add_parser("finetune", parents=[common], help="fine-tune an HGQ model, keep the Pareto front",
@@ -90,17 +61,17 @@ def build_parser():
     p.add_argument("model", metavar="Q.keras", help="HGQ model (from 'hgq-rewrite quantize')")
     p.add_argument("--data", required=True, metavar="TRAIN.npz", help=f"training data ({NPZ_HELP})")
     p.add_argument("--val", metavar="VAL.npz", help="validation data (same layout); the front then uses it")
-    p.add_argument("--epochs", required=True, type=_positive_int, help="number of epochs")
+    p.add_argument("--epochs", required=True, type=positive_int, help="number of epochs")
     p.add_argument("--beta", metavar="SCHEDULE",
                    help="beta for every HGQ layer: a number, or linear:START:END[:E0[:E1]] or "
                    "log:START:END[:E0[:E1]] (default: keep each layer's beta)")
-    p.add_argument("--target-ebops", type=_positive_float, metavar="N",
+    p.add_argument("--target-ebops", type=positive_float, metavar="N",
                    help="EBOPs budget: beta is controlled each epoch from log(EBOPs/N) after a short warm-up "
                    "(not with --beta); the best front member at or under N is reported")
-    p.add_argument("--beta-max", type=_positive_float, metavar="B",
+    p.add_argument("--beta-max", type=positive_float, metavar="B",
                    help="with --target-ebops: the largest beta the controller may use (default 1e-2)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="folder for the front's models (new or empty; see --overwrite)")
@@ -116,9 +87,9 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (proxy.keras, hls4ml_prj/)")
     p.add_argument("--backend", choices=("Vivado", "Vitis"), default="Vitis", help="hls4ml backend (default Vitis)")
     p.add_argument("--part", help="FPGA part (default: the backend's)")
-    p.add_argument("--cover-factor", type=_positive_float, default=1.0,
+    p.add_argument("--cover-factor", type=positive_float, default=1.0,
                    help="widen traced ranges by this factor (head-room against overflow; default 1)")
-    p.add_argument("--check-samples", type=_positive_int, default=2000,
+    p.add_argument("--check-samples", type=positive_int, default=2000,
                    help="samples of the calibration data compared bit for bit (default 2000)")
     p.add_argument("--no-compile", action="store_true", help="only write the project (no g++, no check)")
     p.add_argument("--strategy", choices=("latency", "da"), default="latency",
@@ -151,27 +122,6 @@ def build_parser():
     return parser
 
 
-def _quiet_imports():
-    """Import TensorFlow/Keras with fd 2 silenced (TensorFlow's C++ start-up lines ignore its log level)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "keras" in sys.modules:
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        import keras  # noqa: F401
-
-        import hgq_rewrite  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
@@ -186,8 +136,6 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 2
-        if not debug:
-            _quiet_imports()
         from . import commands
 
         run = getattr(commands, f"cmd_{args.command}")

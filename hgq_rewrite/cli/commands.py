@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 
 from ..files import save_model
-from .io import CLIError, check_inputs, load_hgq, load_keras, load_npz, load_training_data, pack, same_file, save_keras
+from ..inputs import model_inputs, pack
+from .io import CLIError, load_hgq, load_keras, load_npz, load_training_data, same_file, save_keras
 from ..sweep.cli import cmd_sweep  # noqa: F401  (hgq-rewrite sweep)
 
 
@@ -25,7 +26,7 @@ def cmd_quantize(args):
     model = load_keras(args.model, "float model")
     config = args.config  # a YAML/JSON path: the rewrite policy reads and checks it
     plan = hr.explain(model, config, beta=args.beta)
-    qmodel = hr.quantize(model, config, beta=args.beta, strict=not args.lenient)
+    qmodel = hr.quantize(model, config, beta=args.beta, strict=False if args.lenient else None)
     save_keras(qmodel, args.output)
     counts = {d: len(plan.by_decision(d)) for d in ("convert", "fold", "fuse", "insert", "float")}
     print(f"quantized {model.name!r}: {counts['convert']} layers converted, {counts['fold'] + counts['fuse']} "
@@ -99,87 +100,18 @@ def _front_metric(directory):
     return summary.get("metric") or "metric"
 
 
-def _to_proxy_model():
-    try:
-        from ..proxy.convert import to_proxy_model
-    except ImportError as e:
-        raise CLIError(f"to_proxy_model is not available in this installation ({e}).") from e
-    return to_proxy_model
-
-
-def export(qmodel, xs, out_dir, *, backend="Vitis", part=None, cover_factor=1.0, check_samples=2000,
-           compile=True, check_data=None, log=print, strategy="latency", fmt="hls4ml"):
-    """Trace, build the proxy, write (and compile + check) the hls4ml project; return the figures as a dict.
-
-    ``xs`` is the list of calibration input arrays; the bit-exactness check runs on the first
-    ``check_samples`` of ``check_data`` (a list of arrays; default: ``xs``). The proxy is saved as
-    ``out_dir/proxy.keras`` and the hls4ml project written to ``out_dir/hls4ml_prj``. ``strategy='da'``
-    builds every Dense/Conv with da4ml (hls4ml's ``distributed_arithmetic``); ``fmt='qonnx'`` writes
-    ``model.onnx`` and ``fmt='verilog'`` da4ml's Verilog instead of the hls4ml project.
-    """
-    import hgq_rewrite as hr
-
-    from ..formats import warn_wide_formats
-
-    os.makedirs(out_dir, exist_ok=True)
-    t0 = time.perf_counter()
-    ebops = hr.trace_minmax(qmodel, pack(xs), cover_factor=cover_factor)
-    log(f"traced {len(xs[0])} calibration samples (cover factor {cover_factor:g}): {ebops:,.0f} EBOPs")
-    warn_wide_formats(qmodel)
-    to_proxy_model = _to_proxy_model()
-    proxy = to_proxy_model(qmodel, aggressive=True)
-    proxy_path = os.path.join(out_dir, "proxy.keras")
-    save_model(proxy, proxy_path)
-    log(f"proxy model: {len(proxy.layers)} layers -> {proxy_path}")
-    prj = os.path.join(out_dir, "hls4ml_prj")
-    kwargs = {"part": part} if part else {}
-    figures = {"ebops": ebops, "proxy": proxy_path, "project": prj, "backend": backend}
-    if fmt != "hls4ml":
-        from ..export.cli_routes import export_format
-
-        figures.update(export_format(fmt, proxy, out_dir, xs if check_data is None else check_data, check_samples,
-                                     compile, log))
-        return figures
-    from ..export.cli_routes import strategy_kwargs
-
-    kwargs.update(strategy_kwargs(strategy))
-    if not compile:
-        from ..proxy.bit_exact import convert_proxy
-
-        hls = convert_proxy(proxy, backend=backend, output_dir=prj, io_type="io_parallel", **kwargs)
-        hls.write()
-        log(f"hls4ml project ({backend}, io_parallel) written to {prj} (not compiled)")
-        return figures
-    from ..proxy.bit_exact import check_bit_exact
-
-    check_data = xs if check_data is None else check_data
-    n = min(check_samples, len(check_data[0]))
-    check = [a[:n] for a in check_data]
-    rep = check_bit_exact(proxy, pack(check), backend=backend, output_dir=prj, strict=False, **kwargs)
-    for note in rep.notes:
-        log(f"note: {note}")
-    log(f"hls4ml project ({backend}, io_parallel) written and compiled in {prj} "
-        f"(convert {rep.convert_seconds:.1f} s, compile {rep.compile_seconds:.1f} s)")
-    log(f"bit-exactness self-check: {rep.n_samples} samples compared, {rep.n_mismatching} mismatches"
-        + (f" (max |diff| {rep.max_abs_diff:g}, first samples {rep.mismatching_samples[:5].tolist()})"
-           if rep.n_mismatching else ""))
-    figures.update(samples=rep.n_samples, mismatches=rep.n_mismatching, seconds=time.perf_counter() - t0,
-                   hls_output=rep.hls_output, proxy_output=rep.proxy_output)
-    return figures
-
-
 def cmd_export(args):
+    from ..export.project import export_project
+
     qmodel = load_hgq(args.model)
     xs, _ = load_npz(args.calib, what="calibration data")
-    check_inputs(qmodel, xs, "calibration data")
+    xs = model_inputs(qmodel, xs, "calibration data", args.calib)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CLIError(f"--out {args.out!r} is a file; export writes a folder.")
     if same_file(args.model, os.path.join(args.out, "proxy.keras")):
         raise CLIError(f"model {args.model!r} is --out's proxy.keras, which export replaces; give another --out.")
     xs = [np.asarray(a, dtype=np.float32) for a in xs]
-    if not all(np.all(np.isfinite(a)) for a in xs):
-        raise CLIError(f"calibration data {args.calib!r} contains NaN or inf values.")
-    figures = export(qmodel, xs, args.out, backend=args.backend, part=args.part, cover_factor=args.cover_factor,
+    figures = export_project(qmodel, xs, args.out, backend=args.backend, part=args.part, cover_factor=args.cover_factor,
                      check_samples=args.check_samples, compile=not args.no_compile,
                      strategy=getattr(args, "strategy", "latency"), fmt=getattr(args, "format", "hls4ml"))
     if figures.get("mismatches"):
@@ -211,7 +143,7 @@ def cmd_report(args):
     qmodel = load_hgq(target)
     if args.calib:
         xs, _ = load_npz(args.calib, what="calibration data")
-        check_inputs(qmodel, xs, "calibration data")
+        xs = model_inputs(qmodel, xs, "calibration data", args.calib)
         ebops = hr.trace_minmax(qmodel, pack(xs))
         from ..formats import warn_wide_formats
 

@@ -62,7 +62,7 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
 
     from ..finetune import finetune
     from ..schedules import Log
-    from .commands import export
+    from ..export.project import export_project
 
     t_start = time.perf_counter()
     keras.utils.set_random_seed(seed)
@@ -130,7 +130,7 @@ def run_demo(quick=False, hls=True, out=None, seed=0, log=print):
                 log(f"        {note}")
         # 5. proxy + hls4ml + bit-exactness
         if hls:
-            fig = export(qmodel, [x], os.path.join(out, "export"), check_data=[xt], log=lambda m: log(f"        {m}"))
+            fig = export_project(qmodel, [x], os.path.join(out, "export"), check_data=[xt], log=lambda m: log(f"        {m}"))
             hls_acc = float(np.mean(np.argmax(fig["hls_output"], axis=-1) == yt[: fig["samples"]]))
             proxy_acc = float(np.mean(np.argmax(fig["proxy_output"], axis=-1) == yt[: fig["samples"]]))
             result.update(samples=fig["samples"], mismatches=fig["mismatches"], firmware_accuracy=hls_acc,

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 
 from ..files import save_model
+from ..inputs import model_inputs, pack
 
 
 class CLIError(Exception):
@@ -128,27 +129,11 @@ def load_npz(path, need_y=False, what="data"):
     return xs, y
 
 
-def check_inputs(model, xs, what):
-    """Check the input arrays against the model's inputs (count and sample shape)."""
-    if len(xs) != len(model.inputs):
-        raise CLIError(f"{what}: the model has {len(model.inputs)} input(s) but the file has {len(xs)} "
-                       "(use keys x0, x1, ... for several inputs).")
-    for a, t in zip(xs, model.inputs):
-        want, got = tuple(t.shape[1:]), tuple(a.shape[1:])
-        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-            raise CLIError(f"{what}: input {t.name!r} expects samples of shape {want}, the file has {got}.")
-
-
-def pack(xs):
-    return xs[0] if len(xs) == 1 else list(xs)
-
-
 def load_training_data(model, data_path, val_path=None):
     """``(xs, y, validation_data)`` from ``--data`` (and ``--val``), each checked against ``model``'s inputs."""
     xs, y = load_npz(data_path, need_y=True, what="training data")
-    check_inputs(model, xs, "training data")
+    xs = model_inputs(model, xs, "training data", data_path)
     if not val_path:
         return xs, y, None
     xv, yv = load_npz(val_path, need_y=True, what="validation data")
-    check_inputs(model, xv, "validation data")
-    return xs, y, (pack(xv), yv)
+    return xs, y, (pack(model_inputs(model, xv, "validation data", val_path)), yv)

@@ -4,12 +4,10 @@ import os
 
 import numpy as np
 
+from ..inputs import pack
+
 FORMATS = ("hls4ml", "qonnx", "verilog")
 STRATEGIES = ("latency", "da")
-
-
-def _pack(arrays):
-    return arrays[0] if len(arrays) == 1 else list(arrays)
 
 
 def export_format(fmt, proxy, out_dir, check_data, check_samples=2000, compile=True, log=print):
@@ -24,7 +22,7 @@ def export_format(fmt, proxy, out_dir, check_data, check_samples=2000, compile=T
         log(f"QONNX model ({len(wrapper.graph.node)} nodes, exact overflow, float32) -> {path}")
         figures = {"qonnx": path}
         if compile:
-            rep = check_qonnx(proxy, _pack(check))
+            rep = check_qonnx(proxy, pack(check))
             log(f"bit-exactness self-check (qonnx execute_onnx vs proxy): {rep.n_samples} samples compared, "
                 f"{rep.n_mismatching} mismatches")
             figures.update(samples=rep.n_samples, mismatches=rep.n_mismatching)
@@ -39,7 +37,7 @@ def export_format(fmt, proxy, out_dir, check_data, check_samples=2000, compile=T
             f"latency {est.latency:g}")
         figures = {"verilog": prj, "luts": est.luts, "adder_depth": est.adder_depth, "latency": est.latency}
         if compile:
-            rep = check_da(proxy, _pack(check), comb=comb, trace=est.trace)
+            rep = check_da(proxy, pack(check), comb=comb, trace=est.trace)
             log(f"bit-exactness self-check (da4ml simulator vs proxy): {rep.n_samples} samples compared, "
                 f"{rep.n_mismatching} mismatches")
             figures.update(samples=rep.n_samples, mismatches=rep.n_mismatching)

@@ -14,7 +14,7 @@ from ..beta_control import BetaController, check_target
 from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale
 from ..callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from ..compat.keras_private import compile_state, restore_compile_state
-from ..inputs import as_arrays, model_inputs
+from ..inputs import as_arrays, model_inputs, pack
 from ..layers.links import link_model
 from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
@@ -242,11 +242,6 @@ class _ModelState:
         if self.opt_values is not None:
             for var, value in zip(self.optimizer.variables, self.opt_values):
                 var.assign(value)
-
-
-def pack(xs):
-    """One array for a single-input model, else the list."""
-    return xs[0] if len(xs) == 1 else xs
 
 
 def _check_metric_is_logged(model, metric, xs, ys, val, scheduler):

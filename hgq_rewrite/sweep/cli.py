@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import os
 
+from ..cli.args import NPZ_HELP, positive_float, positive_int
+
 
 def add_sweep_parser(sub, common):
     """Add the ``sweep`` subcommand to the ``hgq-rewrite`` parser's subparsers."""
-    from ..cli import NPZ_HELP, _positive_float, _positive_int
-
     p = sub.add_parser(
         "sweep", parents=[common], help="many finetune trials on Ray, one merged Pareto front",
         description="Run one finetune per combination of --beta, --seed, --init and --lr, in parallel on Ray "
@@ -19,7 +19,7 @@ def add_sweep_parser(sub, common):
     p.add_argument("model", metavar="MODEL.keras", help="float model (quantized per trial) or HGQ model")
     p.add_argument("--data", required=True, metavar="TRAIN.npz", help=f"training data ({NPZ_HELP})")
     p.add_argument("--val", metavar="VAL.npz", help="validation data (same layout); the fronts then use it")
-    p.add_argument("--epochs", required=True, type=_positive_int, help="epochs of every trial")
+    p.add_argument("--epochs", required=True, type=positive_int, help="epochs of every trial")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="sweep folder (new, empty, or an earlier sweep to resume)")
     p.add_argument("--beta", nargs="+", metavar="BETA",
@@ -28,24 +28,25 @@ def add_sweep_parser(sub, common):
     p.add_argument("--init", nargs="+", default=["none"], metavar="POLICY",
                    help="bit-width init policies: none (configured init_bw), a tolerance such as 0.1 (init_bits "
                    "on the training data), or bw:N (init_bw N; float model only). Default none")
-    p.add_argument("--lr", nargs="+", type=_positive_float, default=[1e-3], metavar="LR",
+    p.add_argument("--lr", nargs="+", type=positive_float, default=[1e-3], metavar="LR",
                    help="learning rates to try (default 1e-3)")
-    p.add_argument("--target-ebops", nargs="+", type=_positive_float, metavar="N",
+    p.add_argument("--target-ebops", nargs="+", type=positive_float, metavar="N",
                    help="EBOPs budgets to try (beta is then controlled; not with --beta)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--metric", help="metric of the fronts (default val_accuracy / accuracy / loss)")
     p.add_argument("--config", metavar="CFG.yaml", help="rewrite config for a float model (YAML or JSON)")
-    p.add_argument("--cpus-per-trial", type=_positive_float, default=1.0, help="CPUs each trial declares (default 1)")
+    p.add_argument("--cpus-per-trial", type=positive_float, default=1.0, help="CPUs each trial declares (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs each trial declares (default 0)")
-    p.add_argument("--max-parallel", type=_positive_int, help="at most this many trials at once")
+    p.add_argument("--max-parallel", type=positive_int, help="at most this many trials at once")
     p.add_argument("--address", help="join this Ray cluster ('auto', 'ray://host:10001'); default: a local Ray")
-    p.add_argument("--num-cpus", type=_positive_int, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all)")
     p.add_argument("--overwrite", action="store_true", help="OUT_DIR holds a different sweep: delete it first")
     return p
 
 
 def cmd_sweep(args):
-    from ..cli.io import CLIError, load_keras, load_training_data, pack
+    from ..cli.io import CLIError, load_keras, load_training_data
+    from ..inputs import pack
     from .api import sweep
 
     model = load_keras(args.model, "model")
