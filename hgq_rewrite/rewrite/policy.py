@@ -13,7 +13,8 @@ Fields:
     beta             EBOPs penalty factor of the layer (finite float >= 0)
     parallel_factor  output elements computed in parallel (int >= 1)
     kernel           weight quantizer fields  -> the layer's ``kq_conf``
-    activation       output quantizer fields  -> the layer's ``paq_conf``
+    output           output quantizer fields  -> the layer's ``paq_conf``
+                     (``activation``, its old name, still works and warns)
 
 with quantizer fields ``init_bw``, ``granularity``, ``rounding``, ``bw_clip``,
 ``trainable``, ``l1``, whose types and ranges are checked by
@@ -34,7 +35,7 @@ Precedence — the only place it is defined is `resolve_config`; lowest first:
                           its full path.
 
 Fields merge one by one, and so do the sub-fields of ``kernel`` and
-``activation``: a rule sets only what it names. Whether a layer is kept float
+``output``: a rule sets only what it names. Whether a layer is kept float
 is decided by the highest-priority rule that matches it: ``None`` keeps it
 float even against every default, and a more specific dict rule (say a
 ``names`` entry under a ``patterns: {...: null}``) quantizes it again.
@@ -47,6 +48,7 @@ import difflib
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from numbers import Integral
 
@@ -54,9 +56,9 @@ from ..quantizers import config as qconfig
 from .errors import ConfigError
 
 SECTIONS = ("defaults", "types", "patterns", "names")
-FIELDS = ("beta", "parallel_factor", "kernel", "activation")
-QUANTIZER_FIELDS = qconfig._FIELDS
-GRANULARITIES = qconfig.GRANULARITIES
+FIELDS = ("beta", "parallel_factor", "kernel", "output")
+# a rule's "output" is resolved under the converters' field name "activation" (its old, deprecated name)
+OUTPUT_FIELD, OLD_OUTPUT_FIELD = "output", "activation"
 
 
 def _library_quantizer_defaults():
@@ -136,13 +138,12 @@ def load_config(config) -> RewriteConfig:
             problems.append(f"unknown section {key!r}{_suggest(key, SECTIONS)}; sections are {', '.join(SECTIONS)}")
     kq, paq = _library_quantizer_defaults()
     out = RewriteConfig(kernel_defaults=kq, activation_defaults=paq)
-    known_qfields = set(QUANTIZER_FIELDS) | set(kq) | set(paq)
 
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         problems.append("section 'defaults' must be a mapping of fields (it cannot be null)")
     else:
-        out.defaults = _check_rule(defaults, "defaults", known_qfields, problems)
+        out.defaults = _check_rule(defaults, "defaults", problems)
     for section in ("types", "names", "patterns"):
         body = raw.get(section) or {}
         if not isinstance(body, dict):
@@ -154,7 +155,7 @@ def load_config(config) -> RewriteConfig:
                 problems.append(f"{where}: keys must be strings")
                 continue
             if rule is not None:
-                rule = _check_rule(rule, where, known_qfields, problems)
+                rule = _check_rule(rule, where, problems)
             if section == "patterns":
                 try:
                     out.patterns.append((key, re.compile(key), rule))
@@ -182,10 +183,17 @@ def _read_file(path):
         raise ConfigError(f"Cannot parse config file {path!r}: {e}") from e
 
 
-def _check_rule(rule, where, known_qfields, problems):
+def _check_rule(rule, where, problems):
     if not isinstance(rule, dict):
         problems.append(f"{where}: a rule must be a mapping of fields or null (keep float), got {rule!r}")
         return {}
+    if OLD_OUTPUT_FIELD in rule:
+        if OUTPUT_FIELD in rule:
+            problems.append(f"{where}: give 'output' only ('activation' is its old name)")
+            return {}
+        warnings.warn(f"rewrite config {where}: the field 'activation' is deprecated; call it 'output' (the output "
+                      "quantizer).", DeprecationWarning, stacklevel=5)
+        rule = {OUTPUT_FIELD if k == OLD_OUTPUT_FIELD else k: v for k, v in rule.items()}
     out = {}
     for name, value in rule.items():
         if name not in FIELDS:
@@ -205,20 +213,13 @@ def _check_rule(rule, where, known_qfields, problems):
             if not isinstance(value, dict):
                 problems.append(f"{where}: {name} must be a mapping of quantizer fields, got {value!r}")
                 continue
-            value = dict(value)
-            for qf in list(value):
-                if qf not in known_qfields:
-                    problems.append(
-                        f"{where}: unknown {name} field {qf!r}{_suggest(qf, sorted(known_qfields))}; "
-                        f"fields are {', '.join(sorted(known_qfields))}"
-                    )
-                    del value[qf]
-            # types and ranges of the quantizer fields: checked in one place, the quantizer config
+            # names, types and ranges of the quantizer fields: checked in one place, the quantizer config
             try:
-                value = qconfig.validate_config(value, f"{where}: {name}", role=name)
+                value = qconfig.validate_config(value, f"{where}: {name}", role="kernel" if name == "kernel" else "activation")
             except ValueError as e:
                 problems.append(str(e).rstrip("."))
                 continue
+            name = OLD_OUTPUT_FIELD if name == OUTPUT_FIELD else name
         out[name] = value
     return out
 
