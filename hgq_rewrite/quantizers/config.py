@@ -18,6 +18,7 @@ one check of the EBOPs penalty ``beta`` (finite, >= 0).
 """
 
 import copy
+import difflib
 import math
 from numbers import Integral, Real
 
@@ -103,8 +104,8 @@ def _check_rounding(value):
 def validate_config(conf, where="quantizer config", role=None):
     """Check the names, types and ranges of quantizer fields; return a checked copy.
 
-    The one place quantizer fields are validated (the rewrite policy, the layers and
-    ``set_default_*_conf`` call it). Values come back normalised: numbers as floats,
+    The one place quantizer fields are validated, names included (the rewrite policy, the
+    layers and ``set_default_*_conf`` call it). Values come back normalised: numbers as floats,
     ``trainable`` as a bool, ``granularity`` axes and ``bw_clip`` as tuples.
 
     Args:
@@ -120,7 +121,9 @@ def validate_config(conf, where="quantizer config", role=None):
         raise ValueError(f"{where}: a quantizer config must be a mapping of fields, got {conf!r}.")
     unknown = sorted(map(str, set(conf) - set(_FIELDS)))
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; valid fields are {list(_FIELDS)}.")
+        close = sorted({c for u in unknown for c in difflib.get_close_matches(u, _FIELDS, n=2, cutoff=0.6)})
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        raise ValueError(f"{where}: unknown field(s) {unknown}{hint}; valid fields are {list(_FIELDS)}.")
     out = {}
     for name, value in conf.items():
         try:
