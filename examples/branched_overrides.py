@@ -24,7 +24,7 @@ from hgq_rewrite.finetune import finetune  # noqa: E402
 
 CONFIG = {
     # 1. every layer: 6 fractional bits to start the activations with
-    "defaults": {"activation": {"init_bw": 6}},
+    "defaults": {"output": {"init_bw": 6}},
     # 2. every Dense: a small EBOPs penalty
     "types": {"Dense": {"beta": 2e-6}},
     # 3. layers whose path matches the regex (first matching pattern wins): cheaper skip path
