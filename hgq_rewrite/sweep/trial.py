@@ -50,7 +50,9 @@ def train_trial(params, model_bytes, kind, data, settings):
     try:
         import keras
 
-        import hgq_rewrite as hr
+        from ..finetune import finetune
+        from ..rewrite import quantize
+        from ..rewrite.init_bits import init_bits
 
         keras.utils.set_random_seed(params["seed"])
         path = os.path.join(work, "model.keras")
@@ -65,15 +67,15 @@ def train_trial(params, model_bytes, kind, data, settings):
             if isinstance(init, str):  # "bw:N"
                 config = _config_with_init_bw(config, int(init.split(":")[1]))
             beta = params["beta"] if isinstance(params["beta"], float) else None
-            qmodel = hr.quantize(model, config, beta=beta, strict=True,
-                                 calibration_data=feed if isinstance(init, float) else None,
-                                 init_tolerance=init if isinstance(init, float) else 0.1)
+            qmodel = quantize(model, config, beta=beta,
+                              calibration_data=feed if isinstance(init, float) else None,
+                              init_tolerance=init if isinstance(init, float) else 0.1)
         else:
             qmodel = model
             if isinstance(init, float):
-                hr.init_bits(qmodel, feed, init)
+                init_bits(qmodel, feed, init)
         front_dir = os.path.join(work, "front")
-        _, front = hr.finetune(
+        _, front = finetune(
             qmodel, feed, y, validation_data=val, epochs=settings["epochs"], beta=params["beta"],
             target_ebops=params.get("target_ebops"),
             batch_size=settings["batch_size"], pareto_dir=front_dir, metric=settings.get("metric"),
