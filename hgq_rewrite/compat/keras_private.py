@@ -1,7 +1,8 @@
 """Keras 3 internals this package reads; no public API offers them.
 
 - a model's call graph: ``Sequential._functional``, ``Functional._nodes_by_depth``,
-  ``Layer._inbound_nodes`` and ``KerasTensor._keras_history``;
+  ``Functional._inputs_struct`` / ``_outputs_struct``, ``Layer._inbound_nodes`` and
+  ``KerasTensor._keras_history``;
 - the ``Functional`` class (``keras.src.models.functional``);
 - the attributes ``Model.compile`` sets, to put a model's compile state back after a failed fit.
 
@@ -12,7 +13,7 @@
 import keras
 from keras.src.models.functional import Functional  # the class of functional models
 
-__all__ = ["Functional", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "calls_in_order", "inbound_nodes",
+__all__ = ["Functional", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "graph_io", "calls_in_order", "inbound_nodes",
            "keras_history", "compile_state", "restore_compile_state"]
 
 LOSS_HOOKS = ("_get_own_losses", "_clear_losses")
@@ -30,6 +31,11 @@ def functional_graph(model):
     if isinstance(model, keras.Sequential):
         return model._functional
     return model
+
+
+def graph_io(model):
+    """``(inputs, outputs)`` of a functional model as the nested structures it was built with."""
+    return model._inputs_struct, model._outputs_struct
 
 
 def calls_in_order(model):

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import keras
 
+from ..compat.keras_private import keras_history
 from ..proxy.fixed_point_layer import FixedPointQuantizer
 from ..proxy.unary_lut import UnaryLUT
 from ._deps import require
@@ -145,7 +146,7 @@ def multithreshold_staircase(table, kif_in, kif_out):
 def _lut_input_in_range(node, kif_in):
     """True when the UnaryLUT's input comes from a FixedPointQuantizer whose every element lies on
     ``kif_in``'s grid and inside its range (then MultiThreshold's saturation never shows)."""
-    producer = node.arguments.keras_tensors[0]._keras_history[0]
+    producer = keras_history(node.arguments.keras_tensors[0])[0]
     if not isinstance(producer, FixedPointQuantizer):
         return False
     k, b, i = (m.astype(np.int64) for m in producer.mask_kbi)
@@ -482,7 +483,7 @@ def to_qonnx(model, path=None, *, exact_overflow=True, dtype="float32", batch_si
     elem = onnx.TensorProto.FLOAT if dtype == "float32" else onnx.TensorProto.DOUBLE
     names, graph_inputs = {}, []
     for t in functional.inputs:
-        in_name = ex.g.uname(t._keras_history[0].name)
+        in_name = ex.g.uname(keras_history(t)[0].name)
         names[id(t)] = in_name
         graph_inputs.append(onnx.helper.make_tensor_value_info(in_name, elem, [int(batch_size), *t.shape[1:]]))
     for layer, node in order:

@@ -2,7 +2,9 @@
 
 import keras
 
+from ..compat.keras_private import functional_graph
 from ..proxy.fixed_point_layer import FixedPointQuantizer
+from ..walker import model_calls
 
 
 def is_proxy(model):
@@ -28,11 +30,5 @@ def as_proxy(model, aggressive=None):
 
 
 def call_order(model):
-    """``(layer, node)`` pairs of a flat functional model in execution order (inputs first)."""
-    if isinstance(model, keras.Sequential):
-        model = model._functional
-    order = []
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            order.append((node.operation, node))
-    return model, order
+    """The functional graph of a flat model, and its ``(layer, node)`` pairs in execution order (inputs first)."""
+    return functional_graph(model), [(call.layer, call.node) for call in model_calls(model).calls]
