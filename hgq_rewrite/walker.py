@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import keras
 
-from .compat.keras_private import calls_in_order, functional_graph, inbound_nodes
+from .compat.keras_private import Functional, calls_in_order, functional_graph, graph_io, inbound_nodes
 
 
 @dataclass(eq=False)
@@ -69,15 +69,13 @@ _cache = weakref.WeakKeyDictionary()
 def model_calls(model) -> ModelCalls:
     """The `ModelCalls` of ``model`` (empty for a Sequential model that is not built)."""
     graph = functional_graph(model)
-    if graph is None or not hasattr(graph, "_nodes_by_depth"):
+    if not isinstance(graph, Functional):
         return ModelCalls()
     cached = _cache.get(graph)
     if cached is not None:
         return cached
-    level = ModelCalls(
-        inputs=list(keras.tree.flatten(graph._inputs_struct)),
-        outputs=list(keras.tree.flatten(graph._outputs_struct)),
-    )
+    inputs, outputs = graph_io(graph)
+    level = ModelCalls(inputs=list(keras.tree.flatten(inputs)), outputs=list(keras.tree.flatten(outputs)))
     repeats = {}
     for node in calls_in_order(graph):
         op = node.operation

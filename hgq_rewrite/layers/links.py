@@ -12,6 +12,7 @@ import weakref
 
 import keras
 
+from ..compat.keras_private import inbound_nodes, keras_history
 from ..walker import model_calls
 
 # inner InputLayer -> (outer producer, output index); kept outside the layer so Keras
@@ -22,7 +23,7 @@ _graph_nodes = weakref.WeakKeyDictionary()
 
 
 def _history(tensor):
-    op, node_index, tensor_index = tensor._keras_history
+    op, node_index, tensor_index = keras_history(tensor)
     return op, node_index, tensor_index
 
 
@@ -50,7 +51,7 @@ def resolve(op, tensor_index=0):
 
 def input_producers(layer, node_index=0):
     """Resolved producers ``[(op, index), ...]`` of each input of one call of ``layer``."""
-    nodes = layer._inbound_nodes
+    nodes = inbound_nodes(layer)
     if not nodes:
         raise RuntimeError(
             f"Layer {layer.name!r} was never called in a model: build the model (functional or Sequential "
@@ -62,7 +63,7 @@ def input_producers(layer, node_index=0):
 
 def input_shapes(layer, node_index=0):
     """Static shapes of the inputs of one call of ``layer``."""
-    return [tuple(t.shape) for t in layer._inbound_nodes[node_index].arguments.keras_tensors]
+    return [tuple(t.shape) for t in inbound_nodes(layer)[node_index].arguments.keras_tensors]
 
 
 def graph_node_indices(layer):
@@ -71,7 +72,7 @@ def graph_node_indices(layer):
     A reloaded Sequential leaves stale calls in ``_inbound_nodes``; only the calls of the
     graph count (for EBOPs and bitwidth maps). Unlinked layers count every call.
     """
-    return _graph_nodes.get(layer) or list(range(len(layer._inbound_nodes))) or [0]
+    return _graph_nodes.get(layer) or list(range(len(inbound_nodes(layer)))) or [0]
 
 
 def link_model(model):

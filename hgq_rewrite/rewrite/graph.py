@@ -167,7 +167,7 @@ def is_nested_model(layer) -> bool:
 
 def _check_model(model, where):
     if isinstance(model, keras.Sequential):
-        if getattr(model, "_functional", None) is None:
+        if functional_graph(model) is None:
             raise UnsupportedModelError(
                 f"Sequential model {where} is not built, so its layer graph is unknown. "
                 "Give it an input shape first: start it with `keras.Input(shape=...)`, "
