@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..compat.keras_private import inbound_nodes
 from ..quantizers import HQuantizer
 from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
@@ -114,7 +115,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         """In training: record the EBOPs estimate and add ``beta * EBOPs`` to the loss."""
         if not (training and self.has_cost()):
             return
-        if not self._inbound_nodes:
+        if not inbound_nodes(self):
             raise ValueError(
                 f"Layer {self.name!r} is trained outside a functional or Sequential model graph (e.g. inside a "
                 "subclassed keras.Model), so the inputs of its multiplies and its EBOPs are unknown and beta would "
