@@ -29,6 +29,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from ..files import atomic_path, is_temporary, write_json
+from ..inputs import as_arrays
 from .grid import GRID_KEYS, expand_grid, normalize_grid
 from .merge import MEMBERS_DIR, PLOT_FILE, SweepMember, merge_fronts, place_members, plot_front, read_trial_front
 from .merge import write_front
@@ -74,24 +75,6 @@ class SweepResult:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def _as_arrays(data, what):
-    items = list(data) if isinstance(data, (list, tuple)) else [data]
-    out = []
-    for a in items:
-        if not isinstance(a, np.ndarray):
-            try:
-                a = np.asarray(a)
-            except Exception:
-                raise TypeError(f"sweep: {what} must be a numpy array (or a list of them), got "
-                                f"{type(a).__name__}.") from None
-        if a.dtype == object or a.ndim == 0:
-            raise TypeError(f"sweep: {what} must be a numeric numpy array with a sample axis, got dtype {a.dtype}.")
-        out.append(a)
-    if not out or len({a.shape[0] for a in out}) != 1:
-        raise ValueError(f"sweep: the arrays of {what} must have the same number of samples.")
-    return out
 
 
 def _check_number(value, name, low, integer=False, allow_none=False):
@@ -297,16 +280,16 @@ def sweep(
         raise ValueError(f"sweep: metric must be the name of a logged metric, got {metric!r}.")
     if y is None:
         raise ValueError("sweep: y (the targets) is missing.")
-    xs = _as_arrays(x, "x")
-    (ys,) = _as_arrays([y], "y")
+    xs = as_arrays(x, "x", "sweep")
+    (ys,) = as_arrays([y], "y", "sweep")
     if ys.shape[0] != xs[0].shape[0]:
         raise ValueError(f"sweep: x has {xs[0].shape[0]} samples but y has {ys.shape[0]}.")
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
             raise ValueError("sweep: validation_data must be a pair (x_val, y_val).")
-        xv = _as_arrays(validation_data[0], "validation_data x")
-        (yv,) = _as_arrays([validation_data[1]], "validation_data y")
+        xv = as_arrays(validation_data[0], "validation_data x", "sweep")
+        (yv,) = as_arrays([validation_data[1]], "validation_data y", "sweep")
         val = ((xv if len(xv) > 1 else xv[0]), yv)
     kind = "hgq" if h_layers(model) else "float"
     if kind == "hgq" and any(isinstance(t.params["init"], str) for t in trials):
@@ -322,7 +305,7 @@ def sweep(
         "version": 1,
         "kind": kind,
         "model": _model_fingerprint(model),
-        "data": _fingerprint(xs + [ys] + ([] if val is None else _as_arrays(val[0], "x_val") + [val[1]])),
+        "data": _fingerprint(xs + [ys] + ([] if val is None else as_arrays(val[0], "x_val", "sweep") + [val[1]])),
         "grid": normalize_grid(grid),
         "trials": [{"id": t.id, "params": t.params} for t in trials],
         "epochs": epochs,
