@@ -85,6 +85,18 @@ def test_reachable_target_gives_a_member_under_it():
     assert front.chosen.logs["beta"] > 0
 
 
+def test_target_counts_exact_ebops_of_the_training_inputs():
+    """The budget is the exported model's EBOPs: the chosen member, traced on x, has the EBOPs it was chosen with."""
+    from hgq_rewrite import trace_minmax
+
+    x, y = data()
+    model = mlp()
+    _, front = finetune(model, x, y, epochs=8, batch_size=64, target_ebops=11000, verbose=0)
+    assert front.reached
+    front.chosen.restore(model)
+    assert trace_minmax(model, x) == pytest.approx(front.chosen.ebops)
+
+
 def test_unreachable_target_says_so():
     x, y = data(256)
     with pytest.warns(UserWarning, match=r"target 1 EBOPs not reached: the lowest EBOPs .*more epochs.*beta_max"):

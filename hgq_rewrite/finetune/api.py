@@ -74,6 +74,8 @@ def finetune(
             this many times faster than the weights (`BitwidthAdam`); 1.0 is plain Adam.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
+            With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
+            is on the EBOPs the traced model exports.
         callbacks: extra Keras callbacks (run before `ResetMinMax`).
         verbose: 0 silent, 1 rich progress bar and one line per epoch, 2 one line per epoch.
         distribution: train data-parallel: a ``tf.distribute`` strategy (TensorFlow backend,
@@ -163,6 +165,8 @@ def finetune(
             raise type(e)(f"finetune: beta: {e}") from None
     if callbacks is not None and not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise TypeError("finetune: callbacks must be a list of keras.callbacks.Callback.")
+    if calibration_data is None and target_ebops is not None:
+        calibration_data = pack(xs)  # a budget is on the exported model's EBOPs: exact, on the training inputs
     if calibration_data is not None:
         calib = model_inputs(qmodel, calibration_data, "calibration_data", "finetune")
         bops = CalibratedBOPs(calib if len(calib) > 1 else calib[0])
