@@ -97,15 +97,20 @@ def front_verdicts(task_result):
 
 
 def target_errors(task_result):
-    """Per ``ours_target`` run: (beta, seed, target, final EBOPs / target)."""
+    """Per ``ours_target`` run: (beta, seed, target, last epoch's EBOPs / target, chosen member's / target).
+
+    The controller steers the epochs' exact EBOPs to the target (last epoch); the member
+    `finetune` chooses is the best one at or under it, which may be cheaper still.
+    """
     out = []
     for seed, sr in task_result["seeds"].items():
         for key, r in sr["runs"].items():
             name, beta = key.split("@")
-            target = r.get("train", {}).get("target_ebops")
+            train = r.get("train", {})
+            target, history = train.get("target_ebops"), train.get("bops_history")
             e = r.get("export", {}).get("ebops")
-            if name == "ours_target" and target and e is not None:
-                out.append((float(beta), seed, target, e / target))
+            if name == "ours_target" and target and history and e is not None:
+                out.append((float(beta), seed, target, history[-1] / target, e / target))
     return out
 
 
@@ -205,9 +210,12 @@ def markdown(results, plots):
                 lines.append(_verdict_line(ours, theirs, v))
         errs = target_errors(tr)
         if errs:
-            ok = sum(0.9 <= r <= 1.1 for *_, r in errs)
-            lines += ["- `target_ebops`: final EBOPs / target "
-                      + ", ".join(f"{r:.2f}" for *_, r in errs) + f" ({ok}/{len(errs)} within ±10%)"]
+            last_ok = sum(0.9 <= last <= 1.1 for *_, last, _ in errs)
+            chosen_ok = sum(0.9 <= chosen <= 1.1 for *_, chosen in errs)
+            lines += ["- `target_ebops` (EBOPs / target): last epoch "
+                      + ", ".join(f"{last:.2f}" for *_, last, _ in errs) + f" ({last_ok}/{len(errs)} within ±10%); "
+                      "chosen member " + ", ".join(f"{chosen:.2f}" for *_, chosen in errs)
+                      + f" ({chosen_ok}/{len(errs)} within ±10%, all at or under the target by construction)"]
         lines.append("")
 
     lines += ["## Speed: median epoch time (same process, same data and batch size)", "",
