@@ -14,6 +14,7 @@ while the weights keep the learning rate they need.
 """
 
 import keras
+from keras import ops
 
 DEFAULT_BITWIDTH_LR_SCALE = 10.0
 BITWIDTH_VARIABLE_NAMES = ("fbw",)
@@ -65,6 +66,37 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
     def __init__(self, learning_rate=0.001, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "BitwidthAdam: bitwidth_lr_scale")
+        self._step_sizes = None
+
+    def apply(self, grads, trainable_variables=None):
+        self._step_sizes = {}  # Adam's step size of this step, per (dtype, learning rate scale)
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._step_sizes = None
+
+    def update_step(self, gradient, variable, learning_rate):
+        """``keras.optimizers.Adam.update_step``, the same arithmetic, with its step size
+        ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` computed once per step and dtype instead of once
+        per variable (the HGQ bitwidths double the number of variables)."""
+        if self._step_sizes is None or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        scale = self.bitwidth_lr_scale if self._get_variable_index(variable) in self._bitwidth_indices else 1.0
+        key = (dtype, scale)
+        if key not in self._step_sizes:
+            lr = ops.cast(learning_rate if scale == 1.0 else learning_rate * scale, dtype)
+            local_step = ops.cast(self.iterations + 1, dtype)
+            beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
+            beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+            self._step_sizes[key] = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        alpha = self._step_sizes[key]
+        gradient = ops.cast(gradient, dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
 
     def get_config(self):
         cfg = super().get_config()

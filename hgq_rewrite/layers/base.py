@@ -97,22 +97,27 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         return self.paq.activation_kif(exact)
 
     # -- EBOPs -------------------------------------------------------------------------------------
-    def ebops_of_call(self, input_maps, exact):  # noqa: ARG002 - layers without multiplies cost 0
+    def ebops_of_call(self, input_maps, exact, **known):  # noqa: ARG002 - layers without multiplies cost 0
+        """EBOPs of one call; ``known``: values the training call computed already (see `_train_ebops`)."""
         return ops.convert_to_tensor(0.0)
 
-    def compute_ebops(self, exact=False):
+    def compute_ebops(self, exact=False, **known):
         """EBOPs summed over every call of this layer in the model graph (a shared layer is
         instantiated once per call)."""
+        terms = [self.ebops_of_call(self.input_kif_maps(exact, n), exact, **known) for n in graph_node_indices(self)]
+        if len(terms) == 1:
+            return terms[0]
         total = ops.convert_to_tensor(0.0)
-        for node_index in graph_node_indices(self):
-            total = total + self.ebops_of_call(self.input_kif_maps(exact, node_index), exact)
+        for term in terms:
+            total = total + term
         return total
 
     def has_cost(self):
         return False
 
-    def _train_ebops(self, training):
-        """In training: record the EBOPs estimate and add ``beta * EBOPs`` to the loss."""
+    def _train_ebops(self, training, **known):
+        """In training: record the EBOPs estimate and add ``beta * EBOPs`` to the loss (``known``: values
+        of this call that the estimate reuses, passed on to `ebops_of_call`)."""
         if not (training and self.has_cost()):
             return
         if not inbound_nodes(self):
@@ -121,9 +126,10 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
                 "subclassed keras.Model), so the inputs of its multiplies and its EBOPs are unknown and beta would "
                 "silently do nothing. Build the model with the functional API or keras.Sequential."
             )
-        ebops = self.compute_ebops(exact=False)
+        ebops = self.compute_ebops(exact=False, **known)
         self._ebops.assign(ops.stop_gradient(ebops))
-        loss = self._beta * ebops / len(graph_node_indices(self))
+        calls = len(graph_node_indices(self))
+        loss = self._beta * ebops if calls == 1 else self._beta * ebops / calls
         self.add_loss(ops.cast(loss, keras.config.floatx()))  # float64 layers too
 
     # tf.distribute: one list of loss terms per replica thread, not one shared by all (see replica_losses)

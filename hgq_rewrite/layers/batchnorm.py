@@ -44,6 +44,9 @@ class FoldedBatchNormMixin:
             name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation=REPLICATED
         )
 
+    def folds_batch_statistics(self, training):
+        return bool(training) and self.bn_trainable
+
     def folded_kernel_bias(self, x=None, training=False):
         bias = self.bias if self.bias is not None else ops.zeros((self.out_channels(),))
         if training and x is not None and self.bn_trainable:

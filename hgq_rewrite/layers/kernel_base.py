@@ -120,8 +120,14 @@ class HKernelLayer(HLayerBase):
         if self.activation_name == "relu":
             z = ops.relu(z)
         y = self.paq(z, training=training)
-        self._train_ebops(training)
+        # the EBOPs estimate counts the bits of the inference kernel: the one just quantized unless the
+        # training call folded batch statistics into it
+        self._train_ebops(training, qkernel=None if self.folds_batch_statistics(training) else qkernel)
         return y
+
+    def folds_batch_statistics(self, training):
+        """True when the training call's kernel depends on the batch (BatchNorm variants)."""
+        return False
 
     # -- weights for export --------------------------------------------------------------------------
     def adapt_kernel_bits(self):
@@ -145,15 +151,18 @@ class HKernelLayer(HLayerBase):
     def has_cost(self):
         return True
 
-    def kernel_bits(self, exact):
+    def kernel_bits(self, exact, qkernel=None):
+        """Bits of each inference weight; ``qkernel``: the quantized inference kernel, if known."""
         if exact:
             return self.kq.kernel_bits(self.qkernel, exact=True)
-        kernel, _ = self.folded_kernel_bias()
-        return self.kq.kernel_bits(self.kq(kernel, training=True))
+        if qkernel is None:
+            kernel, _ = self.folded_kernel_bias()
+            qkernel = self.kq(kernel, training=False)  # the value of the training quantizer's output
+        return self.kq.kernel_bits(qkernel)
 
-    def ebops_of_call(self, input_maps, exact):
+    def ebops_of_call(self, input_maps, exact, qkernel=None):
         b_in = bits_of(input_maps[0])
-        return self.bit_products(b_in, self.kernel_bits(exact))
+        return self.bit_products(b_in, self.kernel_bits(exact, qkernel))
 
     def bit_products(self, b_in, b_kernel):
         """Σ b_in·b_w over the multiplies instantiated in hardware."""

@@ -177,22 +177,23 @@ class HQuantizer(keras.layers.Layer):
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None):
-        f = ops.round(ops.stop_gradient(self.fbw))
-        scale = ops.power(2.0, f)
-        xq = ops.stop_gradient(round_to_integer(x * scale, self.config["rounding"]) / scale)
+        xq = out = self._grid_quantize(x, ops.round(ops.stop_gradient(self.fbw)))
         if training:
             delta = ops.stop_gradient(xq - x)
             # value: exactly xq; d/dx = 1 (straight through); d/dfbw = -ln2 * (xq - x)
             out = xq + (x - ops.stop_gradient(x)) + delta * LN2 * (ops.stop_gradient(self.fbw) - self.fbw)
-        elif self.is_activation and self.has_firmware_state and not self.record_minmax:
+        if not training and self.is_activation and self.has_firmware_state and not self.record_minmax:
             out = ops.where(self.calibrated > 0, self.firmware_quantize(x), xq)
-        else:
-            out = xq
         if self.is_activation and (training or self.record_minmax):
             self._record(xq)
             if training and self.has_firmware_state:
                 self.calibrated.assign(0.0)  # ranges from training are not a calibration
         return out
+
+    def _grid_quantize(self, x, f):
+        """``x`` rounded onto the grid ``2**-f`` (no gradient)."""
+        scale = ops.power(2.0, f)
+        return ops.stop_gradient(round_to_integer(x * scale, self.config["rounding"]) / scale)
 
     def firmware_quantize(self, x):
         """What the exported firmware computes: the calibrated format, its rounding and overflow."""
@@ -300,7 +301,8 @@ class HQuantizer(keras.layers.Layer):
         if self.axes:
             a = ops.max(a, axis=self.axes, keepdims=True)
         i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
-        return ops.relu(i + ste_round(self.fbw)) * ops.ones_like(q)
+        bits = ops.relu(i + ste_round(self.fbw))
+        return bits if tuple(bits.shape) == tuple(q.shape) else bits * ops.ones_like(q)
 
     def max_fraction_bits(self, keep_axis=-1):
         """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this)."""

@@ -1,0 +1,146 @@
+"""Epoch time of our HGQ model over the float model's, interleaved, on each benchmark task.
+
+The float model is compiled with Adam; our model (``quantize`` of the same float model) the way
+``finetune`` compiles it (`BitwidthAdam`) and fitted with ``finetune``'s callbacks
+(`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`). After one warm-up epoch each
+(graph tracing), ``--rounds`` times each model fits one epoch, alternating which goes first, so
+background load on the machine hits both alike. An epoch is timed (wall and process CPU time) from
+the first callback's ``on_epoch_begin`` to the last callback's ``on_epoch_end``; the ratio is of the
+median wall times (``cpu_ratio``: of the median CPU times, less sensitive to other jobs). Run on the current Keras backend::
+
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/epoch_cost.py --label after
+    KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/epoch_cost.py --label after
+
+Results go to ``results/epoch_cost_<backend>.json`` under ``--label`` (other labels are kept).
+To measure another version of the library, put its checkout first on ``PYTHONPATH``
+(the file records which ``hgq_rewrite`` was imported and its git commit).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+
+import hgq_rewrite as hr  # noqa: E402
+from data import LOADERS  # noqa: E402
+from hgq_rewrite.callbacks import StopOnNonFiniteLoss  # noqa: E402
+from hgq_rewrite.finetune import ParetoFront, default_compile  # noqa: E402
+from models import float_model, hgq_rewrite_config  # noqa: E402
+
+BATCH_SIZE = {"digits28": 32, "mnist1d": 64, "jets": 128}  # as benchmarks/run.py
+
+
+class EpochStart(keras.callbacks.Callback):
+    """First in the callback list: notes when an epoch begins."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Last in the callback list: the epoch's wall and CPU time (every callback included)."""
+
+    def __init__(self, start):
+        super().__init__()
+        self.start = start
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.wall = time.perf_counter() - self.start.t0
+        self.cpu = time.process_time() - self.start.cpu0
+
+
+def one_epoch(model, x, y, batch_size, callbacks):
+    start = EpochStart()
+    end = EpochEnd(start)
+    model.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, callbacks=[start, *callbacks, end])
+    return end.wall, end.cpu
+
+
+def measure(task, rounds, beta, lr, seed):
+    x, y, _, _ = LOADERS[task](seed)
+    keras.utils.set_random_seed(seed)
+    fm = float_model(task)
+    fm.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+               metrics=["accuracy"])
+    ours = hr.quantize(fm, beta=beta, config=hgq_rewrite_config(task))
+    default_compile(ours, y, lr)
+    cbs = [StopOnNonFiniteLoss(), hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
+    models = {"float": (fm, []), "ours": (ours, cbs)}
+    batch = BATCH_SIZE[task]
+    first = {name: one_epoch(m, x, y, batch, c)[0] for name, (m, c) in models.items()}
+    times = {name: [] for name in models}
+    cpu = {name: [] for name in models}
+    for r in range(rounds):
+        order = ["float", "ours"] if r % 2 == 0 else ["ours", "float"]
+        for name in order:
+            model, c = models[name]
+            wall, used = one_epoch(model, x, y, batch, c)
+            times[name].append(wall)
+            cpu[name].append(used)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    paired = [o / f for o, f in zip(times["ours"], times["float"])]
+    return {"batch_size": batch, "steps_per_epoch": -(-len(x) // batch), "rounds": rounds, "beta": beta,
+            "first_epoch_s": first, "epoch_times": times, "epoch_cpu_times": cpu, "float_median_s": med["float"],
+            "ours_median_s": med["ours"], "ratio": med["ours"] / med["float"],
+            "median_paired_ratio": statistics.median(paired),
+            "cpu_ratio": statistics.median(cpu["ours"]) / statistics.median(cpu["float"])}
+
+
+def git_commit(path):
+    try:
+        return subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=list(BATCH_SIZE), choices=list(BATCH_SIZE))
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--beta", type=float, default=1e-5)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
+    ap.add_argument("--out", default=None, help="default: results/epoch_cost_<backend>.json")
+    args = ap.parse_args()
+    backend = keras.config.backend()
+    out = args.out or os.path.join(HERE, "results", f"epoch_cost_{backend}.json")
+    lib_dir = os.path.dirname(os.path.dirname(os.path.abspath(hr.__file__)))
+    run = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+           "env": {k: os.environ[k] for k in ("KERAS_BACKEND", "JAX_PLATFORMS", "PYTHONPATH") if k in os.environ},
+           "hgq_rewrite": os.path.abspath(hr.__file__), "commit": git_commit(lib_dir),
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "backend": backend, "keras": keras.__version__, "python": platform.python_version(),
+           "cpus": os.cpu_count(), "tasks": {}}
+    for task in args.tasks:
+        r = measure(task, args.rounds, args.beta, args.lr, args.seed)
+        run["tasks"][task] = r
+        print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
+              f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})",
+              flush=True)
+    doc = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            doc = json.load(f)
+    doc.setdefault("what", "median epoch time of our HGQ model (finetune's compile and callbacks) over the float "
+                           "model's, interleaved one-epoch fits, after one warm-up epoch each")
+    doc.setdefault("runs", {})[args.label] = run
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
