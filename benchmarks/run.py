@@ -264,7 +264,15 @@ def main(argv=None):
     parser.add_argument("--no-compile", action="store_true", help="convert only (EBOPs), no bit-exact check")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--keep-projects", metavar="DIR", help="keep the hls4ml projects in DIR")
+    parser.add_argument("--report", metavar="JSON", help="only rewrite the markdown and plots of a results JSON")
     args = parser.parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            results = json.load(f)
+        out = os.path.dirname(os.path.abspath(args.report))
+        suffix = os.path.basename(args.report)[len("bench"):-len(".json")]
+        _write(results, out, suffix, time.perf_counter() - results.get("total_s", 0))
+        return
 
     settings = json.loads(json.dumps(QUICK if args.quick else FULL))
     if args.tasks:
