@@ -34,7 +34,7 @@ import hgq_rewrite as hr  # noqa: E402
 from bench_quantize import chain  # noqa: E402
 
 GROUPS = (
-    ("hgq_rewrite/rewrite/converters/", "converters"),
+    ("hgq_rewrite/rewrite/handlers/", "handlers"),
     ("hgq_rewrite/rewrite/", "rewrite (walk, plan, build)"),
     ("hgq_rewrite/layers/", "HGQ layers"),
     ("hgq_rewrite/quantizers/", "quantizers"),

@@ -6,7 +6,7 @@ from .finetune import ParetoFront, finetune
 from .export import estimate_resources, to_qonnx
 from .proxy import to_proxy_model
 from .quantizers import get_default_kq_conf, get_default_paq_conf, set_default_kq_conf, set_default_paq_conf
-from .rewrite import explain, quantize, register_converter
+from .rewrite import explain, quantize, register_converter, register_handler
 from .rewrite.init_bits import init_bits
 from .schedules import BetaScheduler
 from .sweep import sweep
@@ -19,6 +19,7 @@ __all__ = [
     "BitwidthAdam",
     "BitwidthStepMixin",
     "register_converter",
+    "register_handler",
     "finetune",
     "sweep",
     "trace_minmax",

@@ -18,7 +18,8 @@ from hgq_rewrite.layers import (
     PReshape,
 )
 from hgq_rewrite.proxy import FixedPointQuantizer, UnaryLUT, export_problems, predict_float64, to_proxy_model
-from hgq_rewrite.proxy.convert import ProxyConversionError, _conv_frac, _dense_frac, frac_bits
+from hgq_rewrite.proxy.convert import ProxyConversionError
+from hgq_rewrite.proxy.frac import conv_frac as _conv_frac, dense_frac as _dense_frac, frac_bits
 from hgq_rewrite.quantizers import NotTracedError
 from models import every_layer_data, every_layer_model
 

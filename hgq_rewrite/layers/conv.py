@@ -24,16 +24,6 @@ def conv_output_length(n, k, stride, padding, dilation):
     return (n - dilation * (k - 1) - 1) // stride + 1
 
 
-def depth_multiplier_problem(depth_multiplier):
-    """Why hls4ml 1.3 cannot export a depthwise convolution with this multiplier, or None."""
-    if depth_multiplier != 1:
-        return (
-            f"depth_multiplier={depth_multiplier}, which hls4ml 1.3's bit-exact flow cannot convert "
-            "(use depth_multiplier=1, followed by a 1x1 Conv2D for more channels)"
-        )
-    return None
-
-
 class HConvBase(HKernelLayer):
     """Shared logic of convolutions: output positions, EBOPs per parallel kernel application.
 

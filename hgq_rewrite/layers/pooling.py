@@ -24,17 +24,6 @@ def reciprocal_frac_bits(n):
 from .base import PLayerMixin
 
 
-def average_pooling_problem(layer):
-    """Why hls4ml 1.3 cannot export this average pooling exactly, or None."""
-    name = type(layer).__name__
-    if "Average" in name and "Global" not in name and getattr(layer, "padding", "valid") != "valid":
-        return (
-            f"average pooling with padding={layer.padding!r} divides border windows by fewer values than "
-            "inner ones, which hls4ml 1.3 does not reproduce. Remedy: use padding='valid'"
-        )
-    return None
-
-
 class _PoolMixin(PLayerMixin):
     averaging = False
 

@@ -50,7 +50,7 @@ def _check_arguments(fn, model, beta):
             raise ConfigError(f"{str(e).rstrip('.')} (or None to keep the config's beta).") from None
 
 
-def quantize(model, config=None, *, beta=None, strict=True, calibration_data=None, init_tolerance=DEFAULT_TOLERANCE):
+def quantize(model, config=None, *, beta=None, strict=None, calibration_data=None, init_tolerance=DEFAULT_TOLERANCE):
     """Rewrite a float Keras model into an HGQ model, with its trained weights.
 
     Every supported layer becomes its HGQ counterpart (Dense → HDense, Conv2D →
@@ -65,8 +65,10 @@ def quantize(model, config=None, *, beta=None, strict=True, calibration_data=Non
             ``defaults``, ``types``, ``patterns``, ``names``; a rule ``None``
             keeps the matching layers float. See `hgq_rewrite.rewrite.policy`.
         beta: default EBOPs penalty of every HGQ layer.
-        strict: if True, config keys that match no layer raise `ConfigError`;
-            if False they only warn.
+        strict: ``True``: config keys that match no layer raise `ConfigError`, and layers that
+            will not export bit-exactly to hls4ml (``explain`` says which, why, and the remedy)
+            raise `UnsupportedLayerError`. ``None`` (default): unmatched keys raise, layers that
+            will not export only warn. ``False``: both only warn.
         calibration_data: inputs of the float model (array or list of arrays). If given,
             every quantizer's initial bits are set from the trained weights and these
             data (`init_bits`): the fewest bits keeping the output within
@@ -79,14 +81,15 @@ def quantize(model, config=None, *, beta=None, strict=True, calibration_data=Non
 
     Raises:
         UnsupportedModelError: subclassed or unbuilt model.
-        ConfigError: malformed config, or (``strict``) keys that match nothing.
-        UnsupportedLayerError: layers without a converter that the config does not keep float.
+        ConfigError: malformed config, or (``strict`` not False) keys that match nothing.
+        UnsupportedLayerError: layers without a converter that the config does not keep float,
+            or (``strict=True``) layers that will not export.
     """
     _check_arguments("quantize", model, beta)
     plan = make_plan(model, config, beta)
     if plan.unmatched:
         msg = "Rewrite config keys match no layer:\n  - " + format_unmatched(plan.unmatched)
-        if strict:
+        if strict is not False:
             raise ConfigError(msg + "\n(Use strict=False to only warn; explain(model, config) shows every layer path.)")
         warnings.warn(msg, stacklevel=2)
     bad = plan.unsupported
@@ -99,6 +102,7 @@ def quantize(model, config=None, *, beta=None, strict=True, calibration_data=Non
             "@hgq_rewrite.register_converter(TheClass), or keep the layer(s) float with "
             f"config={{'names': {{{keep}}}}}."
         )
+    _check_exports(plan, strict)
     for lp in plan._internal.plans.values():
         if lp.auto_float:
             warnings.warn(f"{lp.path!r} is kept float: {lp.reason}", stacklevel=2)
@@ -108,3 +112,15 @@ def quantize(model, config=None, *, beta=None, strict=True, calibration_data=Non
     if calibration_data is not None:
         init_bits(qmodel, calibration_data, init_tolerance)
     return qmodel
+
+
+def _check_exports(plan, strict):
+    """Refuse (``strict=True``) or warn about the layers that will not export bit-exactly."""
+    bad = plan.not_exportable
+    if not bad:
+        return
+    lines = "\n  - ".join(f"{e.path!r}: {e.exports[len('no: '):]}" for e in bad)
+    msg = f"{len(bad)} layer(s) will not export bit-exactly to hls4ml:\n  - {lines}"
+    if strict is True:
+        raise UnsupportedLayerError(msg + "\n(Use strict=None to only warn; explain(model) shows every layer.)")
+    warnings.warn(msg, stacklevel=3)

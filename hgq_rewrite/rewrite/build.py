@@ -13,12 +13,11 @@ import inspect
 
 import keras
 
+from ..layers import HQuantize
 from ..layers.links import link_model
-from .converters.core import WeightedConverter
 from .errors import RewriteError
 from .graph import count_calls, recursion_room
-from .registry import as_conversion
-from .targets import hgq_layer
+from .handler import as_conversion
 
 
 class _Builder:
@@ -37,10 +36,7 @@ class _Builder:
         if lp.decision == "convert":
             settings = lp.settings(self.x.namers[id(mg)])
             try:
-                if isinstance(lp.converter, WeightedConverter):
-                    conv = lp.converter.convert(lp.layer, settings, bn=lp.bn, activation=lp.activation)
-                else:
-                    conv = as_conversion(lp.converter.convert(lp.layer, settings))
+                conv = as_conversion(lp.converter.convert(lp.layer, settings, **lp.fused()))
             except RewriteError:
                 raise
             except Exception as e:
@@ -76,7 +72,7 @@ class _Builder:
         kwargs = {"beta": v["beta"]}
         if v["activation"]:
             kwargs["paq_conf"] = dict(v["activation"])
-        return hgq_layer("HQuantize")(name=q.name, **kwargs)
+        return HQuantize(name=q.name, **kwargs)
 
     # ------------------------------------------------------------------ per model level
     def model_for(self, mg):

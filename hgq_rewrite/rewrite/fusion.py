@@ -1,13 +1,17 @@
-"""Fusions decided before building: BatchNormalization folding and ReLU fusion.
+"""Fusions decided before building: BatchNormalization folding and activation fusion.
 
-* A ``BatchNormalization`` is folded into the Dense/Conv1D/Conv2D right before
-  it (that layer becomes ``H*BatchNorm``, holding the BN's statistics) when
-  that layer is converted, linear, called once, and feeds only the BN; and the
-  BN normalizes the last axis and is called once. Otherwise it is kept float
-  and the plan says why.
-* A ``relu`` (``Activation('relu')`` or a plain ``ReLU()``) is fused into the
-  H-layer with weights right before it (possibly one with a BN folded in) on
-  the same conditions; otherwise it becomes an ``HActivation``.
+Both follow capabilities the handlers declare (`handler.LayerHandler`):
+
+* A layer whose handler is ``fold_only`` (``BatchNormalization``) is folded into
+  the layer right before it when that layer's handler ``folds_batchnorm`` (Dense,
+  Conv1D, Conv2D become ``H*BatchNorm``, holding the BN's statistics), and that
+  layer is converted, linear, called once, and feeds only the BN; and the BN
+  normalizes the last axis and is called once. Otherwise it is kept float and
+  the plan says why.
+* An activation layer (its handler's ``fusable_activation``, e.g. ``relu``) is
+  fused into the layer right before it (possibly one with a BN folded in) when
+  that layer's handler lists the activation in ``fuses_activation``, on the same
+  conditions; otherwise it is converted on its own (an ``HActivation``).
 
 Both work on the `LayerPlan`s of `planner`, in topological order, so a relu
 after a folded BN sees the folded layer.
@@ -15,9 +19,7 @@ after a folded BN sees the folded layer.
 
 from __future__ import annotations
 
-from .converters._common import activation_name
-from .converters.activation import _ActivationConverter
-from .converters.core import WeightedConverter
+from .registry import fusable_activations
 
 
 def _single_feed(mg, call, plans):
@@ -40,20 +42,22 @@ def _single_feed(mg, call, plans):
     return head, None
 
 
-def _head_problem(head):
+def _head_problem(head, capable, missing):
+    """Why ``head`` cannot absorb the layer after it (``capable``: its handler can; ``missing``: else why)."""
     if head.decision != "convert":
         return f"{head.path!r} is not converted ({head.decision})"
-    if not isinstance(head.converter, WeightedConverter):
-        return f"{head.path!r} ({head.class_name}) is not a Dense/Conv layer"
+    if not capable:
+        return f"{head.path!r} ({head.class_name}) {missing}"
     if len(head.calls) != 1:
         return f"{head.path!r} is shared ({len(head.calls)} calls)"
-    if activation_name(head.layer.activation) != "linear" or head.activation is not None:
+    if head.converter.activation_of(head.layer) != "linear" or head.activation is not None:
         return f"{head.path!r} already applies an activation"
     return None
 
 
 def plan_fusions(graphs, plans):
-    """Mark folded BatchNorms and fused relus in ``plans`` (id(layer) -> LayerPlan)."""
+    """Mark folded BatchNorms and fused activations in ``plans`` (id(layer) -> LayerPlan)."""
+    fusable = fusable_activations()
     for mg in graphs:
         for call in mg.calls:
             lp = plans.get(id(call.layer))
@@ -61,16 +65,17 @@ def plan_fusions(graphs, plans):
                 continue
             if lp.converter.fold_only:
                 _try_fold(mg, call, lp, plans)
-            elif isinstance(lp.converter, _ActivationConverter) and lp.converter.is_relu(lp.layer):
-                _try_fuse(mg, call, lp, plans)
+                continue
+            act = lp.converter.fusable_activation(lp.layer)
+            if act in fusable:
+                _try_fuse(mg, call, lp, plans, act)
 
 
 def _try_fold(mg, call, lp, plans):
     head, why = _single_feed(mg, call, plans)
     if head is not None:
-        why = _head_problem(head)
-    if why is None and head.converter.bn_target is None:
-        why = f"{head.class_name} has no BatchNorm variant"
+        why = _head_problem(head, head.decision == "convert" and head.converter.folds_batchnorm,
+                            "is not a Dense/Conv layer with a BatchNorm variant (its handler does not fold one)")
     if why is None and head.bn is not None:
         why = f"{head.path!r} already has a BatchNormalization folded in"
     if why is None and len(lp.calls) != 1:
@@ -89,15 +94,16 @@ def _try_fold(mg, call, lp, plans):
     lp.decision, lp.absorbed_by = "fold", head
 
 
-def _try_fuse(mg, call, lp, plans):
+def _try_fuse(mg, call, lp, plans, act):
     head, why = _single_feed(mg, call, plans)
     if head is not None:
-        why = _head_problem(head)
+        why = _head_problem(head, head.decision == "convert" and act in head.converter.fuses_activation,
+                            f"is not a Dense/Conv layer (its handler does not fuse {act})")
     if why is None and len(lp.calls) != 1:
         why = f"the activation layer is shared ({len(lp.calls)} calls)"
     if why is not None:
-        lp.notes.append(f"relu not fused: {why}")
+        lp.notes.append(f"{act} not fused: {why}")
         return
-    head.activation = "relu"
+    head.activation = act
     head.tail_call = call
     lp.decision, lp.absorbed_by = "fuse", head

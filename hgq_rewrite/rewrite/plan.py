@@ -30,6 +30,8 @@ class PlanEntry:
             ``beta=``, ``types:Dense``, ``patterns:^dense``, ``names:x``).
         calls: number of times the layer is called in the model.
         notes: remarks (settings not carried over, fusions not done, ...).
+        exports: whether it exports bit-exactly to hls4ml: ``"yes"``, ``"no: <why>; remedy: <remedy>"``,
+            or ``"not known before building: ..."`` (a converter without an export rule).
     """
 
     path: str
@@ -41,6 +43,7 @@ class PlanEntry:
     sources: dict = field(default_factory=dict)
     calls: int = 1
     notes: list = field(default_factory=list)
+    exports: str = ""
 
     @property
     def summary(self) -> str:
@@ -102,6 +105,12 @@ class Plan:
     def unsupported(self):
         return self.by_decision("unsupported")
 
+    @property
+    def not_exportable(self):
+        """Entries that convert or stay float but do not export bit-exactly (``exports`` starts with "no")."""
+        return [e for e in self.entries
+                if e.decision not in ("unsupported", "fold", "fuse") and e.exports.startswith("no")]
+
     def to_dict(self) -> dict:
         return {
             "model": self.model_name,
@@ -147,6 +156,8 @@ def render(plan: Plan, width: int = 140) -> str:
             decision += f" — shared, {e.calls} calls"
         if e.notes:
             decision += "".join(f"\n  note: {n}" for n in e.notes)
+        if e.exports:
+            decision += f"\n  exports bit-exactly: {e.exports}"
         cells = (e.path, e.float_class or "-", decision, _settings_text(e))
         table.add_row(*(Text(c) for c in cells))
     buf = io.StringIO()

@@ -9,15 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from numbers import Real
 
-from .converters.core import WeightedConverter
-from .converters.hgq import HGQCopyConverter
 from .errors import ConfigError
 from .fusion import plan_fusions
 from .graph import build_graph
 from .placement import place_quantizers
 from .plan import Plan, PlanEntry
 from .policy import load_config, resolve_config, unmatched_keys
-from .registry import LayerSettings, find_converter
+from .handler import LayerSettings
+from .registry import find_converter, find_exporter
 
 QUANTIZER_CLASS = "HQuantize"
 
@@ -42,6 +41,15 @@ class LayerPlan:
     tail_call: object = None  # last call absorbed into this layer (its output is ours)
     absorbed_by: "LayerPlan | None" = None
     auto_float: bool = False  # kept float by the rewrite, not by the config
+
+    def fused(self) -> dict:
+        """The keywords of what was absorbed into this layer: ``bn=``, ``activation=``."""
+        out = {}
+        if self.bn is not None:
+            out["bn"] = self.bn
+        if self.activation is not None:
+            out["activation"] = self.activation
+        return out
 
     def settings(self, namer=None) -> LayerSettings:
         v = self.resolved.values
@@ -186,8 +194,31 @@ def _entries(top, plans, levels):
     return out
 
 
+def _exports(lp):
+    """Whether the layer exports bit-exactly: ``"yes"``, ``"no: <why>; remedy: <remedy>"``, or not known."""
+    if lp.decision in ("fold", "fuse"):
+        return _exports(lp.absorbed_by)
+    if lp.decision == "unsupported":
+        return (f"no: it cannot be converted ({lp.reason}); remedy: change it as the reason says, or register "
+                f"a handler for {lp.class_name}")
+    if lp.decision == "float":
+        exporter = find_exporter(type(lp.layer))
+        if exporter is None:
+            return (f"no: it is kept float, and the proxy has no rule for a float {lp.class_name}; "
+                    "remedy: quantize it, or remove it before export")
+        problem = exporter.export_problem(lp.layer)
+    elif lp.decision == "convert":
+        if not lp.converter.exports_known:
+            return "not known before building: to_proxy_model checks the layers this converter builds"
+        problem = lp.converter.export_problem(lp.layer, **lp.fused())
+    else:  # model inputs and nested models: their layers say
+        return "yes"
+    return "yes" if problem is None else f"no: {problem}"
+
+
 def _entry(lp, mg, call, level):
-    e = PlanEntry(lp.path, lp.class_name, lp.decision, calls=len(lp.calls), notes=list(lp.notes), reason=lp.reason)
+    e = PlanEntry(lp.path, lp.class_name, lp.decision, calls=len(lp.calls), notes=list(lp.notes), reason=lp.reason,
+                  exports=_exports(lp))
     if lp.decision == "input":
         q = [level.quantizers[id(t)].name for t in call.outputs if id(t) in level.quantizers]
         if q:
@@ -200,12 +231,9 @@ def _entry(lp, mg, call, level):
         e.target = type(lp.layer).__name__
     elif lp.decision == "convert":
         conv = lp.converter
-        if isinstance(conv, WeightedConverter):
-            e.target = conv.describe(lp.layer, bn=lp.bn, activation=lp.activation)
-        else:
-            e.target = conv.describe(lp.layer)
+        e.target = conv.describe(lp.layer, **lp.fused())
         extra = []
-        if lp.matched_class is not type(lp.layer) and not isinstance(conv, HGQCopyConverter):
+        if lp.matched_class is not type(lp.layer) and conv.note_base_class:
             extra.append(f"via the converter of base class {lp.matched_class.__name__}")
         if lp.bn is not None:
             extra.append(f"BatchNormalization {lp.bn.name!r} folded in")
@@ -226,7 +254,7 @@ def _entry(lp, mg, call, level):
 
 
 def _quantizer_entry(q):
-    e = PlanEntry(q.path, "", "insert", target=QUANTIZER_CLASS)
+    e = PlanEntry(q.path, "", "insert", target=QUANTIZER_CLASS, exports="yes")
     what = "model input" if q.source.is_input else "float output"
     e.reason = f"after {what} {q.source.path!r}, feeding {', '.join(repr(p) for p in q.consumers)}"
     e.fields, e.sources = _field_view(q.resolved, ("beta", "activation"))

@@ -1,153 +1,77 @@
-"""Converter registry: which converter turns a float layer class into HGQ layers.
+"""The handler registry: which `LayerHandler` converts a float class, and which exports an HGQ class.
 
-Lookup (`find_converter`) walks the layer's class MRO, most derived first; at
-each class a user converter (`register_converter`) wins over a built-in one.
-So an exact-class registration beats one for a base class, and a subclass of
-``Dense`` is converted like a ``Dense`` unless something more specific exists.
+Both lookups walk the class MRO, most derived first; at each class a user handler
+(`register_handler`, `register_converter`) wins over a built-in one. So an exact-class
+registration beats one for a base class, and a subclass of ``Dense`` is handled like a
+``Dense`` unless something more specific exists. The built-in handlers
+(`hgq_rewrite.rewrite.handlers`) register themselves when `hgq_rewrite.rewrite` is imported.
 
-A converter is a function ``fn(layer, settings)`` returning a new layer, a
-list of layers applied one after the other, or a `Conversion` (layers plus a
-weight-transfer callback run once the new model is built)::
+A user handler gets the whole path (conversion, BatchNorm folding and activation fusion if
+it declares them, the exportability check in `explain`, the proxy)::
 
-    @hgq_rewrite.register_converter(MyDense)
-    def convert_my_dense(layer, settings):
-        new = HDense(layer.units, name=settings.name,
-                     **settings.kwargs("beta", "kq_conf", "paq_conf", "parallel_factor"))
+    @hgq_rewrite.register_handler
+    class ScaledDenseHandler(LayerHandler):
+        float_classes = (ScaledDense,)
+        hgq_classes = (HScaledDense,)
+        ...
 
-        def transfer():                      # runs once the new model is built
-            new.kernel.assign(layer.kernel)
-            new.bias.assign(layer.bias)
-            new.adapt_kernel_bits()
-
-        return Conversion([new], transfer)
-
-``settings`` is a `LayerSettings`.
+`register_converter` registers a conversion-only handler (a function ``fn(layer, settings)``
+or a `Converter`); the layers it builds export through the handlers of their classes.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 
-# Constructor keyword -> settings attribute
-_KWARGS = {"beta": "beta", "kq_conf": "kq_conf", "paq_conf": "paq_conf", "parallel_factor": "parallel_factor"}
+from .handler import FunctionConverter, LayerHandler
+
+_USER = {"float": {}, "hgq": {}}
+_BUILTIN = {"float": {}, "hgq": {}}
 
 
-@dataclass
-class LayerSettings:
-    """The resolved settings handed to a converter.
+def _instance(obj, what):
+    if isinstance(obj, type) and issubclass(obj, LayerHandler):
+        return obj()
+    if isinstance(obj, LayerHandler):
+        return obj
+    raise TypeError(f"Cannot register {obj!r} as a {what}: expected a LayerHandler subclass or instance.")
 
-    Attributes:
-        path: nested path of the float layer.
-        name: name the new layer should take (the float layer's name).
-        beta, parallel_factor: resolved fields (``parallel_factor`` None = layer default).
-        kq_conf, paq_conf: kernel / activation quantizer configs.
+
+def _check_classes(handler):
+    classes = tuple(handler.float_classes) + tuple(handler.hgq_classes)
+    if not classes:
+        raise TypeError(f"{type(handler).__name__} declares no float_classes and no hgq_classes: nothing to handle.")
+    for c in classes:
+        if not isinstance(c, type):
+            raise TypeError(f"{type(handler).__name__}: {c!r} in float_classes/hgq_classes is not a class.")
+
+
+def _put(table, klass, handler):
+    if klass in table:
+        warnings.warn(f"Replacing the handler registered for {klass.__name__}.", stacklevel=3)
+    table[klass] = handler
+
+
+def register_handler(handler):
+    """Register a `LayerHandler` (class or instance) for its ``float_classes`` and ``hgq_classes``.
+
+    Usable as a class decorator; returns its argument unchanged.
     """
-
-    path: str
-    name: str
-    beta: float = 0.0
-    parallel_factor: int | None = None
-    kq_conf: dict = field(default_factory=dict)
-    paq_conf: dict = field(default_factory=dict)
-    namer: object = None
-
-    def unique_name(self, base):
-        """A layer name based on ``base`` that is free in the model being built."""
-        return self.namer(base) if self.namer is not None else base
-
-    def kwargs(self, *names):
-        """Constructor keywords among ``beta``, ``kq_conf``, ``paq_conf``, ``parallel_factor``.
-
-        ``parallel_factor`` is left out when None; empty quantizer configs too.
-        """
-        out = {}
-        for n in names:
-            v = getattr(self, _KWARGS[n])
-            if v is None or (isinstance(v, dict) and not v):
-                continue
-            out[n] = dict(v) if isinstance(v, dict) else v
-        return out
+    h = _instance(handler, "handler")
+    _check_classes(h)
+    for c in h.float_classes:
+        _put(_USER["float"], c, h)
+    for c in h.hgq_classes:
+        _put(_USER["hgq"], c, h)
+    return handler
 
 
-@dataclass
-class Conversion:
-    """What a converter returns.
-
-    Attributes:
-        layers: new layers; the first receives the call's inputs, each next one
-            the previous one's output.
-        transfer: optional ``transfer()`` called once the new model is built
-            (weights exist then), to copy the float weights over.
-    """
-
-    layers: list
-    transfer: object = None
-
-
-class Converter:
-    """Base class of converters.
-
-    Attributes:
-        target: name of the produced layer class(es), for `explain`.
-        fields: config fields the produced layers use (shown by `explain`).
-        quantized_input: True if the produced layers need quantized inputs
-            (an HQuantize is then placed after float producers).
-        quantized_output: True if the produced layers' outputs are quantized.
-    """
-
-    target = "?"
-    fields = ("beta", "kernel", "activation", "parallel_factor")
-    quantized_input = True
-    quantized_output = True
-    builtin = False
-    fold_only = False  # True: only usable folded into another layer (BatchNormalization)
-
-    def needs_quantized_inputs(self, layer):
-        """True if the new layers need quantized inputs (default: ``quantized_input``)."""
-        return self.quantized_input
-
-    def notes(self, layer):
-        """Remarks for `explain`, e.g. float settings that are not carried over."""
-        return []
-
-    def check(self, layer):
-        """Return None if ``layer`` can be converted, else the reason it cannot."""
-        return None
-
-    def describe(self, layer):
-        """Target shown by `explain` for this layer."""
-        return self.target
-
-    def convert(self, layer, settings: LayerSettings) -> Conversion:
-        raise NotImplementedError
-
-
-class FunctionConverter(Converter):
-    """Adapter for a converter written as a plain function."""
-
-    def __init__(self, fn, target=None, fields=None, quantized_input=True, quantized_output=True):
-        self.fn = fn
-        self.target = target or getattr(fn, "__name__", repr(fn))
-        if fields is not None:
-            self.fields = tuple(fields)
-        self.quantized_input = quantized_input
-        self.quantized_output = quantized_output
-
-    def convert(self, layer, settings):
-        return as_conversion(self.fn(layer, settings))
-
-
-def as_conversion(result) -> Conversion:
-    if isinstance(result, Conversion):
-        return result
-    if isinstance(result, (list, tuple)):
-        return Conversion(list(result))
-    return Conversion([result])
-
-
-_USER: dict = {}
-_BUILTIN: dict = {}
+def unregister_handler(handler):
+    """Remove a user handler (the class or instance given to `register_handler`) everywhere."""
+    for table in _USER.values():
+        for klass, h in list(table.items()):
+            if h is handler or type(h) is handler:
+                del table[klass]
 
 
 def register_converter(float_class, *, target=None, fields=None, quantized_input=True, quantized_output=True):
@@ -161,23 +85,20 @@ def register_converter(float_class, *, target=None, fields=None, quantized_input
         quantized_output: whether the new layers' outputs are quantized.
 
     The decorated object is a function ``fn(layer, settings) -> layer | [layers] |
-    Conversion`` or a `Converter` subclass; it is returned unchanged.
+    Conversion`` or a `Converter` (any `LayerHandler`) class or instance; it is returned unchanged. The layers it builds
+    export through the handlers registered for their classes.
     """
     if not isinstance(float_class, type):
         raise TypeError(f"register_converter expects a layer class, got {float_class!r}.")
 
     def deco(obj):
-        if isinstance(obj, type) and issubclass(obj, Converter):
-            conv = obj()
-        elif isinstance(obj, Converter):
-            conv = obj
-        elif callable(obj):
+        if isinstance(obj, LayerHandler) or (isinstance(obj, type) and issubclass(obj, LayerHandler)):
+            conv = _instance(obj, "converter")
+        elif callable(obj) and not isinstance(obj, type):
             conv = FunctionConverter(obj, target, fields, quantized_input, quantized_output)
         else:
             raise TypeError(f"Cannot register {obj!r} as a converter: expected a function or Converter.")
-        if float_class in _USER:
-            warnings.warn(f"Replacing the converter registered for {float_class.__name__}.", stacklevel=2)
-        _USER[float_class] = conv
+        _put(_USER["float"], float_class, conv)
         return obj
 
     return deco
@@ -185,41 +106,54 @@ def register_converter(float_class, *, target=None, fields=None, quantized_input
 
 def unregister_converter(float_class):
     """Remove the user converter of ``float_class`` (built-ins are kept)."""
-    _USER.pop(float_class, None)
+    _USER["float"].pop(float_class, None)
 
 
-def register_builtin(*float_classes):
-    """Class decorator used by `converters/` for the built-in converters."""
-
-    def deco(cls):
-        conv = cls()
-        conv.builtin = True
-        for fc in float_classes:
-            _BUILTIN[fc] = conv
-        return cls
-
-    return deco
+def register_builtin(handler_class):
+    """Class decorator of the built-in handlers (`hgq_rewrite.rewrite.handlers`)."""
+    h = handler_class()
+    h.builtin = True
+    _check_classes(h)
+    for c in h.float_classes:
+        _BUILTIN["float"][c] = h
+    for c in h.hgq_classes:
+        _BUILTIN["hgq"][c] = h
+    return handler_class
 
 
 def builtin_converters():
-    """``{float class: converter}`` of the built-in converters (a copy)."""
-    from . import converters  # noqa: F401  (registers the built-ins)
-
-    return dict(_BUILTIN)
+    """``{float class: handler}`` of the built-in handlers, in registration order (a copy)."""
+    return dict(_BUILTIN["float"])
 
 
 def user_converters():
-    """``{float class: converter}`` registered with `register_converter` (a copy)."""
-    return dict(_USER)
+    """``{float class: handler}`` registered by users (a copy)."""
+    return dict(_USER["float"])
+
+
+def _find(kind, klass):
+    for k in klass.__mro__:
+        if k in _USER[kind]:
+            return _USER[kind][k], k
+        if k in _BUILTIN[kind]:
+            return _BUILTIN[kind][k], k
+    return None, None
 
 
 def find_converter(layer_class):
-    """Return ``(converter, matched_class)`` for ``layer_class``, or ``(None, None)``."""
-    from . import converters  # noqa: F401  (registers the built-ins)
+    """``(handler, matched_class)`` converting float ``layer_class``, or ``(None, None)``."""
+    return _find("float", layer_class)
 
-    for klass in layer_class.__mro__:
-        if klass in _USER:
-            return _USER[klass], klass
-        if klass in _BUILTIN:
-            return _BUILTIN[klass], klass
-    return None, None
+
+def find_exporter(layer_class):
+    """The handler emitting proxy layers for ``layer_class`` (an HGQ or kept-float class), or None."""
+    return _find("hgq", layer_class)[0]
+
+
+def fusable_activations():
+    """Every activation some registered handler can fuse into the layer before it."""
+    names = set()
+    for table in (_USER["float"], _BUILTIN["float"]):
+        for h in table.values():
+            names.update(h.fuses_activation)
+    return names

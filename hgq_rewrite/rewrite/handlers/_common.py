@@ -1,10 +1,9 @@
-"""Small helpers shared by the built-in converters."""
+"""Small helpers shared by the built-in handlers."""
 
 import keras
 import numpy as np
 
-# H-layers with weights compute these activations themselves.
-NATIVE_ACTIVATIONS = ("linear", "relu")
+from ..handler import ExportProblem
 
 
 def activation_name(fn):
@@ -36,4 +35,16 @@ def channels_last(layer):
     fmt = getattr(layer, "data_format", "channels_last")
     if fmt != "channels_last":
         return f"data_format={fmt!r}: HGQ layers are channels_last only"
+    return None
+
+
+def softmax_problem(name):
+    """Why an activation named ``name`` does not export (softmax), or None."""
+    if name in ("softmax", "log_softmax"):
+        return ExportProblem(
+            f"{name} does not export (it trains and evaluates): it is not element-wise and hls4ml 1.3 has no "
+            "bit-exact softmax",
+            "remove it from the model before to_proxy_model (argmax of the logits is unchanged) and apply it "
+            "after the firmware",
+        )
     return None

@@ -1,0 +1,156 @@
+"""Activations: Activation, ReLU, Softmax (→ HActivation; a relu after a Dense/Conv is fused into it).
+
+In the proxy, linear and relu are ``Activation('relu')`` and a quantizer; any other element-wise
+activation is a homogeneous quantizer covering its input, a `UnaryLUT`, and a quantizer when the
+output format is not uniform. Softmax trains and evaluates but does not export.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from ...layers import HActivation
+from ...proxy.errors import ProxyConversionError
+from ...proxy.frac import covering_kif, frac_bits, full
+from ...proxy.unary_lut import UnaryLUT, lut_inputs
+from ...quantizers.fixed_point import quantize, round_to_grid
+from ..handler import Conversion, LayerHandler
+from ..registry import register_builtin
+from ._common import activation_name, softmax_problem
+
+
+class _ActivationHandler(LayerHandler):
+    target = "HActivation"
+    fields = ("beta", "activation")
+
+    def name_of(self, layer):
+        """The activation the float layer computes, or None when it is not a standard one."""
+        raise NotImplementedError
+
+    def fusable_activation(self, layer):
+        return self.name_of(layer)
+
+    def check(self, layer):
+        if self.name_of(layer) is None:
+            return "custom activation function (register a converter, or keep the layer float)"
+        return None
+
+    def describe(self, layer, **fused):
+        return f"HActivation({self.name_of(layer)})"
+
+    def export_problem(self, layer, **fused):
+        return softmax_problem(self.name_of(layer))
+
+    def convert(self, layer, settings, **fused):
+        return Conversion([HActivation(self.name_of(layer), name=settings.name, **settings.kwargs("beta", "paq_conf"))])
+
+
+@register_builtin
+class ActivationHandler(_ActivationHandler):
+    """``Activation`` → ``HActivation``; exports every ``HActivation``."""
+
+    float_classes = (keras.layers.Activation,)
+    hgq_classes = (HActivation,)
+
+    def name_of(self, layer):
+        if isinstance(layer, HActivation):
+            return layer.activation_name
+        return activation_name(layer.activation)
+
+    def emit(self, layer, inputs, ctx):
+        x = inputs[0]
+        name = ctx.layer_name(layer)
+        f_in = ctx.frac_of(x)
+        if layer.activation_name == "relu":
+            x = keras.layers.Activation("relu", dtype=ctx.dtype, name=name)(x)
+        if layer.activation_name in ("linear", "relu"):
+            return ctx.quantize_output(layer, x, f_in, f"{name}_q")
+        return lookup_table(layer, x, name, f_in, ctx)
+
+
+@register_builtin
+class ReLUHandler(_ActivationHandler):
+    float_classes = (keras.layers.ReLU,)
+
+    def name_of(self, layer):
+        slope, thr, top = float(layer.negative_slope), float(layer.threshold), layer.max_value
+        if slope == 0 and thr == 0:
+            if top is None:
+                return "relu"
+            if float(top) == 6.0:
+                return "relu6"
+        return None
+
+    def check(self, layer):
+        if self.name_of(layer) is None:
+            return ("ReLU with negative_slope/threshold/max_value other than relu or relu6 "
+                    "(register a converter, or keep the layer float)")
+        return None
+
+
+@register_builtin
+class SoftmaxHandler(_ActivationHandler):
+    float_classes = (keras.layers.Softmax,)
+
+    def name_of(self, layer):
+        return "softmax" if layer.axis in (-1, [-1], (-1,)) else None
+
+    def check(self, layer):
+        if self.name_of(layer) is None:
+            return f"Softmax over axis {layer.axis} (only the last axis)"
+        return None
+
+
+def lookup_table(layer, x, name, f_in, ctx):
+    """A homogeneous input quantizer, the table, and (for a per-element output format) a quantizer.
+
+    The table holds exactly what the HGQ layer computes for each input code: the activation in the
+    layer's dtype, rounded to the finest output grid, then (uniform output format) cast with the
+    layer's rounding and overflow. For a per-element output format the table keeps the rounded
+    activation in a format wide enough for all of it, and the quantizer after it does the cast.
+    """
+    rounding = layer.paq.config["rounding"]
+    shape = (1, *x.shape[1:])
+    k_in, i_in, _ = (full(ops.convert_to_numpy(m), shape) for m in layer.input_kif_maps(True, ctx.call.index)[0])
+    live = np.isfinite(f_in)
+    if not live.any():
+        live = np.ones(shape, dtype=bool)
+        f_in = np.zeros(shape)
+    kif_in = (int(np.max(k_in[live])), int(np.max(i_in[live])), int(np.max(f_in[live])))
+    bits = sum(kif_in)
+    if bits > ctx.max_table_bits:
+        raise ProxyConversionError(
+            f"Layer {layer.name!r} ({layer.activation_name}): its input format {kif_in} (k, i, f) needs a table "
+            f"of 2**{bits} entries, above max_table_bits={ctx.max_table_bits}. Remedy: fewer input bits (a "
+            "larger beta on the layer before, cover_factor closer to 1), or a larger max_table_bits."
+        )
+    # value-preserving (kif_in covers every input); it takes the modes of the quantizer before it because
+    # hls4ml fuses consecutive quantizers into one type with the *last* one's rounding and overflow
+    lut_rounding, lut_overflow = ctx.modes.get(id(x), ("RND", "WRAP"))
+    q_in = ctx.quantize(x, kif_in, np.inf, lut_rounding, ctx.name(f"{name}_lut_in"), overflow=lut_overflow)
+    k_out, i_out, f_out = (full(m, shape).astype(np.int64) for m in layer.output_kif())
+    finest = float(np.max(np.round(ops.convert_to_numpy(layer.paq.fbw))))
+    try:
+        codes = ops.convert_to_tensor(lut_inputs(kif_in), layer.compute_dtype)
+    except ValueError as exc:
+        raise ProxyConversionError(f"Layer {layer.name!r}: cannot tabulate its activation: {exc}") from exc
+    # the HGQ layer's own arithmetic: activation in its dtype, then the finest output grid
+    raw = np.asarray(ops.convert_to_numpy(round_to_grid(layer.activation(codes), finest)), dtype=np.float64)
+    if not np.all(np.isfinite(raw)):
+        raise ProxyConversionError(
+            f"Layer {layer.name!r} ({layer.activation_name}) is not finite on its input range {kif_in} (k, i, f). "
+            "Remedy: fewer integer bits before it (a larger beta on the layer before), or a bounded activation."
+        )
+    uniform = all(np.unique(m).size == 1 for m in (k_out, i_out, f_out))
+    if uniform:
+        kif_table = (int(k_out.flat[0]), int(i_out.flat[0]), int(f_out.flat[0]))
+        table = ops.convert_to_numpy(quantize(ops.convert_to_tensor(raw, ctx.dtype), *kif_table, rounding, ctx.overflow))
+        ctx.formats[id(layer.paq)] = (layer.paq, (k_out, i_out, f_out))
+    else:
+        table, kif_table = raw, covering_kif(raw, finest)
+    table = np.asarray(table, dtype=np.float64)
+    y = UnaryLUT(table=table, kif_in=kif_in, kif_out=kif_table, dtype=ctx.dtype, name=name)(q_in)
+    ctx.frac[id(y)] = np.full(shape, np.max(frac_bits(table)) if np.any(table) else -np.inf)
+    if uniform:
+        return y
+    return ctx.quantize(y, (k_out, i_out, f_out), ctx.frac[id(y)], rounding, ctx.name(f"{name}_q"), paq=layer.paq)
