@@ -6,6 +6,7 @@ from keras import ops
 
 from ..compat.keras_private import inbound_nodes
 from ..quantizers import HQuantizer
+from ..quantizers.hquantizer import Filled
 from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
 from .links import graph_node_indices, input_producers, input_shapes
@@ -68,12 +69,12 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         self._beta = self.add_weight(
             name="beta",
             shape=(),
-            initializer=keras.initializers.Constant(self._beta_init),
+            initializer=Filled(self._beta_init),
             trainable=False,
             aggregation=REPLICATED,
         )
         self._ebops = self.add_weight(
-            name="ebops", shape=(), initializer="zeros", trainable=False, aggregation=REPLICATED
+            name="ebops", shape=(), initializer=Filled(0.0), trainable=False, aggregation=REPLICATED
         )
 
     @property

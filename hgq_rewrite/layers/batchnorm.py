@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from ..quantizers.hquantizer import Filled
 from ..quantizers.replicas import REPLICATED, moments
 
 
@@ -31,21 +32,29 @@ class FoldedBatchNormMixin:
     def build_extra(self):
         channels = (self.out_channels(),)
         self.bn_gamma = self.add_weight(
-            name="bn_gamma", shape=channels, initializer="ones", trainable=self.scale and self.bn_trainable
+            name="bn_gamma", shape=channels, initializer=Filled(1.0), trainable=self.scale and self.bn_trainable
         )
         self.bn_beta = self.add_weight(
-            name="bn_beta", shape=channels, initializer="zeros", trainable=self.center and self.bn_trainable
+            name="bn_beta", shape=channels, initializer=Filled(0.0), trainable=self.center and self.bn_trainable
         )
         # batch statistics are those of the global batch (all replicas), the same on every replica
         self.moving_mean = self.add_weight(
-            name="moving_mean", shape=channels, initializer="zeros", trainable=False, aggregation=REPLICATED
+            name="moving_mean", shape=channels, initializer=Filled(0.0), trainable=False, aggregation=REPLICATED
         )
         self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer="ones", trainable=False, aggregation=REPLICATED
+            name="moving_variance", shape=channels, initializer=Filled(1.0), trainable=False, aggregation=REPLICATED
         )
 
     def folds_batch_statistics(self, training):
         return bool(training) and self.bn_trainable
+
+    def _scale(self, var):
+        """Per-channel factor ``gamma / sqrt(var + epsilon)`` folded into the kernel."""
+        s = ops.rsqrt(var + self.epsilon)
+        return s * self.bn_gamma if self.scale else s
+
+    def folded_kernel(self):
+        return self.kernel * self._scale(self.moving_variance)
 
     def folded_kernel_bias(self, x=None, training=False):
         bias = self.bias if self.bias is not None else ops.zeros((self.out_channels(),))
@@ -59,9 +68,7 @@ class FoldedBatchNormMixin:
             self.moving_variance.assign(m * self.moving_variance + (1 - m) * ops.stop_gradient(var))
         else:
             mean, var = self.moving_mean, self.moving_variance
-        s = ops.rsqrt(var + self.epsilon)
-        if self.scale:
-            s = s * self.bn_gamma
+        s = self._scale(var)
         folded_bias = (bias - mean) * s
         if self.center:
             folded_bias = folded_bias + self.bn_beta

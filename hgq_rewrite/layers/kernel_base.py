@@ -107,6 +107,10 @@ class HKernelLayer(HLayerBase):
         """The float kernel and bias the layer multiplies with (BatchNorm variants fold here)."""
         return self.kernel, self.bias
 
+    def folded_kernel(self):
+        """The inference kernel of `folded_kernel_bias` alone."""
+        return self.kernel
+
     def quantize_bias(self, bias):
         f = self.paq.max_fraction_bits(keep_axis=-1)
         return bias + ops.stop_gradient(round_to_grid(bias, f) - bias)
@@ -132,8 +136,7 @@ class HKernelLayer(HLayerBase):
     # -- weights for export --------------------------------------------------------------------------
     def adapt_kernel_bits(self):
         """Re-initialise kernel fractional bits from the current (folded) kernel values."""
-        kernel, _ = self.folded_kernel_bias()
-        self.kq.adapt_to(kernel)
+        self.kq.adapt_to(self.folded_kernel())
 
     @property
     def qkernel(self):
@@ -156,8 +159,7 @@ class HKernelLayer(HLayerBase):
         if exact:
             return self.kq.kernel_bits(self.qkernel, exact=True)
         if qkernel is None:
-            kernel, _ = self.folded_kernel_bias()
-            qkernel = self.kq(kernel, training=False)  # the value of the training quantizer's output
+            qkernel = self.kq(self.folded_kernel(), training=False)  # the value of the training quantizer's output
         return self.kq.kernel_bits(qkernel)
 
     def ebops_of_call(self, input_maps, exact, qkernel=None):

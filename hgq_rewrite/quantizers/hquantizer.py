@@ -42,6 +42,19 @@ class ClipBits(keras.constraints.Constraint):
         return {"low": self.low, "high": self.high}
 
 
+class Filled(keras.initializers.Initializer):
+    """Every element ``value``, made in numpy: no backend op per variable (``quantize`` creates thousands)."""
+
+    def __init__(self, value=0.0):
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        return np.full(shape, self.value, dtype=keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+
+    def get_config(self):
+        return {"value": self.value}
+
+
 class NotTracedError(RuntimeError):
     """Raised when exact formats are asked for before ``trace_minmax``."""
 
@@ -137,21 +150,19 @@ class HQuantizer(keras.layers.Layer):
         self.fbw = self.add_weight(
             name="fbw",
             shape=self.bw_shape,
-            initializer=keras.initializers.Constant(float(self.config["init_bw"])),
+            initializer=Filled(self.config["init_bw"]),
             trainable=bool(self.config["trainable"]),
             regularizer=BitsL1(self.config["l1"]) if self.config["l1"] else None,
             constraint=ClipBits(*self.config["bw_clip"]),
         )
         if self.is_activation:
-            # ranges are reduced over all replicas in _record, so every replica holds the same value
-            self.min = self.add_weight(
-                name="min", shape=self.bw_shape, initializer="zeros", trainable=False, aggregation=REPLICATED
-            )
-            self.max = self.add_weight(
-                name="max", shape=self.bw_shape, initializer="zeros", trainable=False, aggregation=REPLICATED
-            )
+            # ranges are reduced over all replicas in _record, so every replica holds the same value;
+            # they start empty (+inf / -inf, as after reset_minmax)
+            for name, start in (("min", np.inf), ("max", -np.inf)):
+                var = self.add_weight(name=name, shape=self.bw_shape, initializer=Filled(start), trainable=False,
+                                      aggregation=REPLICATED)
+                setattr(self, name, var)
             self._build_firmware_state(shape)
-            self.reset_minmax()
 
     def _build_firmware_state(self, shape):
         """Variables of the calibrated inference path (see :meth:`set_firmware_format`)."""
@@ -159,7 +170,7 @@ class HQuantizer(keras.layers.Layer):
         self.has_firmware_state = all(s is not None for s in fw_shape)
         if not self.has_firmware_state:
             return  # unknown feature dims: no per-element formats, so no firmware emulation (nor export)
-        state = dict(trainable=False, aggregation=REPLICATED, initializer="zeros")
+        state = dict(trainable=False, aggregation=REPLICATED, initializer=Filled(0.0))
         # 1 after trace_minmax; set back to 0 by the first training step that records ranges
         self.calibrated = self.add_weight(name="calibrated", shape=(), **state)
         self.saturate = self.add_weight(name="saturate", shape=(), **state)  # overflow: 0 WRAP, 1 SAT
@@ -245,7 +256,8 @@ class HQuantizer(keras.layers.Layer):
         m = ops.max(a, axis=self.axes, keepdims=True) if self.axes else a
         int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, _TINY))) + 1.0, 0.0)
         lo, hi = self.config["bw_clip"]
-        self.fbw.assign(ops.reshape(ops.clip(self.config["init_bw"] - int_bits, lo, hi), self.bw_shape))
+        f = ops.clip(self.config["init_bw"] - int_bits, lo, hi)
+        self.fbw.assign(f if tuple(f.shape) == self.bw_shape else ops.reshape(f, self.bw_shape))
 
     # -- bitwidths ---------------------------------------------------------------------------------
     def has_ranges(self):
