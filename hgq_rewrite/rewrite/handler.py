@@ -116,6 +116,8 @@ class LayerHandler:
         fuses_activation: activations a following activation layer may fuse in (``convert(activation=...)``).
         fold_only: the float layer only exists folded into the layer before it (BatchNormalization).
         exports_known: ``export_problem`` answers at plan time (False: only the built layers tell).
+        exports_doc: what ``export_problem`` allows, in words (the "exports exactly" column of
+            docs/layers.md).
     """
 
     float_classes: tuple = ()
@@ -128,6 +130,7 @@ class LayerHandler:
     fuses_activation: tuple = ()
     fold_only = False
     exports_known = True
+    exports_doc = "yes"
     builtin = False
     note_base_class = True  # explain notes "via the handler of base class X" for subclasses
 
@@ -176,6 +179,7 @@ class Converter(LayerHandler):
     export through the handlers of their own classes, so `explain` cannot tell in advance."""
 
     exports_known = False
+    exports_doc = "checked by `to_proxy_model` on the layers it builds"
 
 
 class FunctionConverter(Converter):

@@ -51,6 +51,7 @@ class ActivationHandler(_ActivationHandler):
 
     float_classes = (keras.layers.Activation,)
     hgq_classes = (HActivation,)
+    exports_doc = "yes, as a lookup table unless linear or relu (softmax: no)"
 
     def name_of(self, layer):
         if isinstance(layer, HActivation):
@@ -91,6 +92,7 @@ class ReLUHandler(_ActivationHandler):
 @register_builtin
 class SoftmaxHandler(_ActivationHandler):
     float_classes = (keras.layers.Softmax,)
+    exports_doc = "no: remove it before export (argmax is unchanged) and apply it after the firmware"
 
     def name_of(self, layer):
         return "softmax" if layer.axis in (-1, [-1], (-1,)) else None
@@ -144,7 +146,8 @@ def lookup_table(layer, x, name, f_in, ctx):
     uniform = all(np.unique(m).size == 1 for m in (k_out, i_out, f_out))
     if uniform:
         kif_table = (int(k_out.flat[0]), int(i_out.flat[0]), int(f_out.flat[0]))
-        table = ops.convert_to_numpy(quantize(ops.convert_to_tensor(raw, ctx.dtype), *kif_table, rounding, ctx.overflow))
+        table = ops.convert_to_numpy(
+            quantize(ops.convert_to_tensor(raw, ctx.dtype), *kif_table, rounding, ctx.overflow))
         ctx.formats[id(layer.paq)] = (layer.paq, (k_out, i_out, f_out))
     else:
         table, kif_table = raw, covering_kif(raw, finest)

@@ -16,3 +16,4 @@ class BatchNormalizationHandler(LayerHandler):
     target = "folded"
     fields = ()
     fold_only = True
+    exports_doc = "folded: yes; kept float: no"

@@ -38,6 +38,7 @@ class WeightedHandler(LayerHandler):
     bn_class = None  # the *BatchNorm variant, if any
     fields = ("beta", "kernel", "activation", "parallel_factor")
     fuses_activation = ("relu",)
+    exports_doc = "yes (`activation='softmax'`: no)"
     # float attribute -> HGQ constructor keyword, carried over as they are
     carried = {
         "kernel_initializer": "kernel_initializer",
@@ -219,6 +220,7 @@ class DenseHandler(WeightedHandler):
 
 
 class _ConvHandler(WeightedHandler):
+    exports_doc = "yes (`dilation_rate` must be 1; `activation='softmax'`: no)"
     depthwise = False
     plain_class = None  # the Keras convolution of the proxy
 
@@ -291,6 +293,7 @@ class Conv2DHandler(_ConvHandler):
 class DepthwiseConv2DHandler(_ConvHandler):
     float_classes = (keras.layers.DepthwiseConv2D,)
     hgq_class = HDepthwiseConv2D
+    exports_doc = "yes (`depth_multiplier` and `dilation_rate` must be 1; `activation='softmax'`: no)"
     depthwise = True
     carried = {
         "depthwise_initializer": "depthwise_initializer",

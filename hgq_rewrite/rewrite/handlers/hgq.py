@@ -15,6 +15,7 @@ class HGQCopyHandler(LayerHandler):
     float_classes = (BitMapMixin,)
     fields = ()
     note_base_class = False
+    exports_doc = "if a handler exports its class"
 
     def needs_quantized_inputs(self, layer):
         return not isinstance(layer, (HQuantize, Signature))

@@ -172,6 +172,7 @@ class _PoolingHandler(PassiveHandler):
 
 
 class _AveragePoolingHandler(_AveragingHandler, _PoolingHandler):
+    exports_doc = "yes (`padding` must be 'valid')"
     def check(self, layer):
         problem = self.export_problem(layer)
         return super().check(layer) or (None if problem is None else str(problem))
