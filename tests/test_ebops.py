@@ -85,3 +85,23 @@ def test_flatten_keeps_every_element_format():
     data = np.random.default_rng(3).normal(size=(32, 2, 3)).astype("float32")
     (k, i, f), (k2, i2, f2) = _traced_kif(PFlatten, (2, 3), data)
     np.testing.assert_array_equal(i2.ravel(), np.broadcast_to(i, (1, 2, 3)).ravel())
+
+
+def test_pooling_ignores_always_zero_elements_like_hls4ml():
+    """hls4ml writes an always-zero (0-bit) element as (0, 0, 0): its fractional bits do not widen the window's
+    union. Counted otherwise, a convolution after pooling had ~40% more EBOPs than its firmware."""
+    rng = np.random.default_rng(4)
+    data = rng.uniform(0.1, 0.9, size=(64, 2, 2, 1)).astype("float32")
+    data[:, 0, 0, 0] = 0.0  # always zero: a 0-bit element after tracing
+    inp = keras.Input((2, 2, 1))
+    q = HQuantize(paq_conf={"init_bw": 2}, name="q")
+    pool = PMaxPooling2D(2)
+    model = keras.Model(inp, pool(q(inp)))
+    bits = np.full(tuple(q.paq.fbw.shape), 2.0, "float32")
+    bits.reshape(-1)[0] = 8.0  # the always-zero element asks for many fractional bits
+    q.paq.fbw.assign(bits)
+    hr.trace_minmax(model, data)
+    k, i, f = (np.broadcast_to(m, (1, 2, 2, 1)).reshape(-1) for m in q.output_kif())
+    assert k[0] + i[0] + f[0] <= 0 and f[0] > f[1:].max()
+    k2, i2, f2 = (np.asarray(m).reshape(-1) for m in pool.output_kif())
+    assert (k2[0], i2[0], f2[0]) == (max(k[1:].max(), 0), max(i[1:].max(), 0), max(f[1:].max(), 0))

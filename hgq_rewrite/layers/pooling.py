@@ -1,7 +1,8 @@
 """Passive pooling layers and how they change the fixed-point format of their input.
 
 Max pooling picks one input, so the output format is the union (max of k, i, f) of the
-window. Average pooling sums the window and divides by its size n: the integer part
+window. An always-zero element (no bits) counts as (0, 0, 0), as hls4ml 1.3 writes it, so
+its fractional bits do not widen the union. Average pooling sums the window and divides by its size n: the integer part
 cannot grow, and the fractional bits grow by those of ``1/n`` written in float64, as
 hls4ml 1.3 counts them: ``log2 n`` for a power of two, 54 or so otherwise (the
 firmware carries the quotient that wide; put a quantizer after it to round it).
@@ -24,6 +25,12 @@ def reciprocal_frac_bits(n):
 from .base import PLayerMixin
 
 
+def live_formats(k, i, f):
+    """(k, i, f) with every element of no bits (k + i + f <= 0) written (0, 0, 0)."""
+    dead = (k + i + f) <= 0
+    return tuple(ops.where(dead, ops.zeros_like(m), m) for m in (k, i, f))
+
+
 class _PoolMixin(PLayerMixin):
     averaging = False
 
@@ -31,7 +38,7 @@ class _PoolMixin(PLayerMixin):
         return ops.max_pool(m, self.pool_size, self.strides, self.padding, "channels_last")
 
     def transform_kif(self, maps, exact):
-        k, i, f = (self._pool(m) for m in maps[0])
+        k, i, f = (self._pool(m) for m in live_formats(*maps[0]))
         if self.averaging:
             f = f + reciprocal_frac_bits(math.prod(self.pool_size))
         return k, i, f
@@ -39,7 +46,7 @@ class _PoolMixin(PLayerMixin):
 
 class _GlobalPoolMixin(PLayerMixin):
     def transform_kif(self, maps, exact):
-        k, i, f = maps[0]
+        k, i, f = live_formats(*maps[0])
         spatial = tuple(range(1, len(k.shape) - 1))
         n = math.prod(k.shape[a] for a in spatial)
         k, i, f = (ops.max(m, axis=spatial, keepdims=self.keepdims) for m in (k, i, f))
