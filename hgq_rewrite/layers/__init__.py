@@ -1,11 +1,11 @@
 """H-layers (arithmetic with trainable bitwidths) and P-layers (passive, propagate bitwidth maps)."""
 
-from .activation import HActivation
+from .activation import ActivationWithArgs, HActivation
 from .base import BitMapMixin, HLayerBase, PLayerMixin
 from .conv import HConv1D, HConv1DBatchNorm, HConv2D, HConv2DBatchNorm, HDepthwiseConv2D
 from .dense import HDense, HDenseBatchNorm
 from .kernel_base import HKernelLayer
-from .merge import HAdd, PConcatenate
+from .merge import HAdd, HAverage, HMaximum, HMerge, HMinimum, HMultiply, HSubtract, PConcatenate
 from .passive import PDropout, PFlatten, PPermute, PReshape
 from .pooling import (
     PAveragePooling1D,
@@ -14,6 +14,8 @@ from .pooling import (
     PAvgPool2D,
     PGlobalAveragePooling1D,
     PGlobalAveragePooling2D,
+    PGlobalMaxPooling1D,
+    PGlobalMaxPooling2D,
     PMaxPool1D,
     PMaxPool2D,
     PMaxPooling1D,

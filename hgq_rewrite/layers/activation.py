@@ -8,6 +8,28 @@ from ..quantizers.fixed_point import round_to_grid
 from .base import HLayerBase
 
 
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class ActivationWithArgs:
+    """A Keras activation function with keyword arguments, e.g. ``leaky_relu`` with its ``negative_slope``
+    (what the LeakyReLU, ELU and ReLU layers compute); serializable, so an HActivation can hold it."""
+
+    def __init__(self, function, **arguments):
+        self.function, self.arguments = function, dict(arguments)
+        self.fn = keras.activations.get(function)
+        args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.arguments.items()))
+        self.__name__ = f"{function}({args})"
+
+    def __call__(self, x):
+        return self.fn(x, **self.arguments)
+
+    def get_config(self):
+        return {"function": self.function, **self.arguments}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 def resolve_activation(activation, layer_name):
     """(callable, name) for an activation name or callable, with a clear error for unknown names."""
     if callable(activation):

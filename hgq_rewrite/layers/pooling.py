@@ -45,12 +45,14 @@ class _PoolMixin(PLayerMixin):
 
 
 class _GlobalPoolMixin(PLayerMixin):
+    averaging = True
+
     def transform_kif(self, maps, exact):
         k, i, f = live_formats(*maps[0])
         spatial = tuple(range(1, len(k.shape) - 1))
         n = math.prod(k.shape[a] for a in spatial)
         k, i, f = (ops.max(m, axis=spatial, keepdims=self.keepdims) for m in (k, i, f))
-        return k, i, f + reciprocal_frac_bits(n)
+        return k, i, (f + reciprocal_frac_bits(n) if self.averaging else f)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -85,6 +87,20 @@ class PGlobalAveragePooling1D(_GlobalPoolMixin, keras.layers.GlobalAveragePoolin
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class PGlobalAveragePooling2D(_GlobalPoolMixin, keras.layers.GlobalAveragePooling2D):
     """GlobalAveragePooling2D; adds the fractional bits of 1/(height·width)."""
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PGlobalMaxPooling1D(_GlobalPoolMixin, keras.layers.GlobalMaxPooling1D):
+    """GlobalMaxPooling1D: max pooling over all steps, the union format of the steps."""
+
+    averaging = False
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PGlobalMaxPooling2D(_GlobalPoolMixin, keras.layers.GlobalMaxPooling2D):
+    """GlobalMaxPooling2D: max pooling over the whole image, the union format of its pixels."""
+
+    averaging = False
 
 
 PMaxPool1D, PMaxPool2D = PMaxPooling1D, PMaxPooling2D

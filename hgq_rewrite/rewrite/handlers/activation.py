@@ -1,4 +1,5 @@
-"""Activations: Activation, ReLU, Softmax (→ HActivation; a relu after a Dense/Conv is fused into it).
+"""Activations: Activation, ReLU, LeakyReLU, ELU, Softmax (→ HActivation; a relu after a Dense/Conv is
+fused into it). A layer's arguments (negative_slope, alpha, ...) go with its function (`ActivationWithArgs`).
 
 In the proxy, linear and relu are ``Activation('relu')`` and a quantizer; any other element-wise
 activation is a homogeneous quantizer covering its input, a `UnaryLUT`, and a quantizer when the
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...layers import HActivation
+from ...layers import ActivationWithArgs, HActivation
 from ...proxy.errors import ProxyConversionError
 from ...proxy.frac import covering_kif, frac_bits, full
 from ...proxy.unary_lut import UnaryLUT, lut_inputs
@@ -27,6 +28,10 @@ class _ActivationHandler(LayerHandler):
         """The activation the float layer computes, or None when it is not a standard one."""
         raise NotImplementedError
 
+    def function_of(self, layer):
+        """What the HActivation computes: the activation's name, or an `ActivationWithArgs`."""
+        return self.name_of(layer)
+
     def fusable_activation(self, layer):
         return self.name_of(layer)
 
@@ -42,7 +47,8 @@ class _ActivationHandler(LayerHandler):
         return softmax_problem(self.name_of(layer))
 
     def convert(self, layer, settings, **fused):
-        return Conversion([HActivation(self.name_of(layer), name=settings.name, **settings.kwargs("beta", "paq_conf"))])
+        return Conversion([HActivation(self.function_of(layer), name=settings.name,
+                                       **settings.kwargs("beta", "paq_conf"))])
 
 
 @register_builtin
@@ -69,24 +75,62 @@ class ActivationHandler(_ActivationHandler):
         return lookup_table(layer, x, name, f_in, ctx)
 
 
-@register_builtin
-class ReLUHandler(_ActivationHandler):
-    float_classes = (keras.layers.ReLU,)
+class _ArgumentsHandler(_ActivationHandler):
+    """An activation layer computing ``function`` with the arguments ``arguments(layer)``: the plain name
+    when the arguments are the function's defaults, else an `ActivationWithArgs` (a lookup table)."""
+
+    function = None
+    defaults = {}
+
+    def arguments(self, layer):
+        raise NotImplementedError
+
+    def function_of(self, layer):
+        args = {k: v for k, v in self.arguments(layer).items() if v != self.defaults[k]}
+        return ActivationWithArgs(self.function, **args) if args else self.function
 
     def name_of(self, layer):
-        slope, thr, top = float(layer.negative_slope), float(layer.threshold), layer.max_value
-        if slope == 0 and thr == 0:
-            if top is None:
-                return "relu"
-            if float(top) == 6.0:
-                return "relu6"
-        return None
+        fn = self.function_of(layer)
+        return fn if isinstance(fn, str) else fn.__name__
 
-    def check(self, layer):
-        if self.name_of(layer) is None:
-            return ("ReLU with negative_slope/threshold/max_value other than relu or relu6 "
-                    "(register a converter, or keep the layer float)")
-        return None
+
+@register_builtin
+class ReLUHandler(_ArgumentsHandler):
+    float_classes = (keras.layers.ReLU,)
+    function = "relu"
+    defaults = {"negative_slope": 0.0, "max_value": None, "threshold": 0.0}
+    exports_doc = "yes (with negative_slope / max_value / threshold: as a lookup table)"
+
+    def arguments(self, layer):
+        top = None if layer.max_value is None else float(layer.max_value)
+        return {"negative_slope": float(layer.negative_slope), "max_value": top, "threshold": float(layer.threshold)}
+
+    def function_of(self, layer):
+        if self.arguments(layer) == {**self.defaults, "max_value": 6.0}:
+            return "relu6"
+        return super().function_of(layer)
+
+
+@register_builtin
+class LeakyReLUHandler(_ArgumentsHandler):
+    float_classes = (keras.layers.LeakyReLU,)
+    function = "leaky_relu"
+    defaults = {"negative_slope": 0.2}
+    exports_doc = "yes, as a lookup table"
+
+    def arguments(self, layer):
+        return {"negative_slope": float(layer.negative_slope)}
+
+
+@register_builtin
+class ELUHandler(_ArgumentsHandler):
+    float_classes = (keras.layers.ELU,)
+    function = "elu"
+    defaults = {"alpha": 1.0}
+    exports_doc = "yes, as a lookup table"
+
+    def arguments(self, layer):
+        return {"alpha": float(layer.alpha)}
 
 
 @register_builtin

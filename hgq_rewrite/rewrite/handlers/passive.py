@@ -17,6 +17,8 @@ from ...layers import (
     PFlatten,
     PGlobalAveragePooling1D,
     PGlobalAveragePooling2D,
+    PGlobalMaxPooling1D,
+    PGlobalMaxPooling2D,
     PLayerMixin,
     PMaxPooling1D,
     PMaxPooling2D,
@@ -249,3 +251,39 @@ class GlobalAveragePooling1DHandler(_GlobalPoolingHandler):
 class GlobalAveragePooling2DHandler(_GlobalPoolingHandler):
     float_classes = (keras.layers.GlobalAveragePooling2D,)
     hgq_classes, p_class = (PGlobalAveragePooling2D,), PGlobalAveragePooling2D
+
+
+
+class _GlobalMaxPoolingHandler(PassiveHandler):
+    """Global max pooling, emitted as max pooling over the whole extent (hls4ml 1.3's bit-exact pass
+    fails on its global max pooling), then Flatten unless ``keepdims``."""
+
+    pool_class = None
+
+    def args(self, layer):
+        return {"keepdims": True} if layer.keepdims else {}
+
+    def emit(self, layer, inputs, ctx):
+        x, name = inputs[0], ctx.layer_name(layer)
+        spatial = tuple(int(n) for n in x.shape[1:-1])
+        pool = self.pool_class(pool_size=spatial, dtype=ctx.dtype,
+                               name=name if layer.keepdims else ctx.name(f"{name}_pool"))
+        y = pool(x)
+        ctx.pass_on(y, x, np.max(ctx.frac_of(x), axis=tuple(range(1, len(spatial) + 1)), keepdims=True))
+        if layer.keepdims:
+            return y
+        flat = keras.layers.Flatten(dtype=ctx.dtype, name=name)(y)
+        ctx.pass_on(flat, y, ctx.frac_of(y).reshape(1, -1))
+        return flat
+
+
+@register_builtin
+class GlobalMaxPooling1DHandler(_GlobalMaxPoolingHandler):
+    float_classes = (keras.layers.GlobalMaxPooling1D,)
+    hgq_classes, p_class, pool_class = (PGlobalMaxPooling1D,), PGlobalMaxPooling1D, keras.layers.MaxPooling1D
+
+
+@register_builtin
+class GlobalMaxPooling2DHandler(_GlobalMaxPoolingHandler):
+    float_classes = (keras.layers.GlobalMaxPooling2D,)
+    hgq_classes, p_class, pool_class = (PGlobalMaxPooling2D,), PGlobalMaxPooling2D, keras.layers.MaxPooling2D
