@@ -21,7 +21,8 @@ BACKENDS = ("tensorflow", "jax")
 
 
 def run(step, backend, workdir, model):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    # JAX_ENABLE_X64: float64 proxies need it on JAX, and the library does not switch it on
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), step, str(workdir), model],
         env=env, capture_output=True, text=True, timeout=900,

@@ -29,6 +29,7 @@ def _environment(backend, devices):
         flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
         env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
         env["JAX_PLATFORMS"] = "cpu"
+        env["JAX_ENABLE_X64"] = "1"  # float64 proxies need it on JAX, and the library does not switch it on
     return env
 
 
