@@ -183,8 +183,9 @@ def run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch, target
     return r
 
 
-def run_task(task, settings, scratch):
-    """Every row at every beta and seed of one task, then the interleaved speed measurement (first seed)."""
+def run_task(task, settings, scratch, speed=True):
+    """Every row at every beta and seed of one task, then (``speed``) the interleaved speed measurement
+    on the first seed."""
     cfg = settings["tasks"][task]
     result = {"config": cfg, "seeds": {}}
     rows = [r for r in ROWS if r in settings["rows"]]
@@ -206,7 +207,7 @@ def run_task(task, settings, scratch):
                 runs[f"{row}@{beta:g}"] = run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch,
                                                   target)
             keras.backend.clear_session()
-        if seed == settings["seeds"][0]:
+        if speed and seed == settings["seeds"][0]:
             log(f"{task}: speed, {settings['speed_rounds']} interleaved rounds of one epoch per model")
             try:
                 result["speed"] = H.measure_speed(task, float_m, data, settings["speed_beta"], cfg["batch_size"],
@@ -223,11 +224,12 @@ def run_task(task, settings, scratch):
     return result
 
 
-def _task_job(args):
-    """One task in a worker process (``--jobs``): the task's result."""
-    task, settings, scratch = args
+def _seed_job(args):
+    """One (task, seed) in a worker process (``--jobs``); the speed measurement goes with the first seed."""
+    task, seed, settings, scratch = args
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    return task, run_task(task, settings, scratch)
+    one = dict(settings, seeds=[seed])
+    return task, seed, run_task(task, one, scratch, speed=seed == settings["seeds"][0])
 
 
 def speed_summary(task_result):
@@ -265,7 +267,14 @@ def main(argv=None):
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--keep-projects", metavar="DIR", help="keep the hls4ml projects in DIR")
     parser.add_argument("--report", metavar="JSON", help="only rewrite the markdown and plots of a results JSON")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="merge the tasks of several results JSONs (runs split by --tasks) into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge_results(args.merge)
+        os.makedirs(args.out, exist_ok=True)
+        _write(merged, args.out, "", time.perf_counter() - merged["total_s"])
+        return
     if args.report:
         with open(args.report) as f:
             results = json.load(f)
@@ -294,12 +303,14 @@ def main(argv=None):
 
     with H.workdir(args.keep_projects) as scratch:
         tasks = list(settings["tasks"])
-        if args.jobs > 1:
+        if args.jobs > 1:  # one job per (task, seed), results stored as they come
             ctx = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
             with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-                done = pool.map(_task_job, [(t, settings, scratch) for t in tasks])
-                for task, task_result in done:
-                    _store(results, task, task_result, args.out, suffix, t_start)
+                jobs = [pool.submit(_seed_job, (t, seed, settings, scratch)) for t in tasks for seed in settings["seeds"]]
+                for job in concurrent.futures.as_completed(jobs):
+                    task, seed, part = job.result()
+                    _store(results, task, _merge_seed(results["tasks"].get(task), part, settings), args.out, suffix,
+                           t_start)
         else:
             for task in tasks:
                 _store(results, task, run_task(task, settings, scratch), args.out, suffix, t_start)
@@ -309,6 +320,37 @@ def main(argv=None):
                                              settings["scaling_max_hls"], scratch, log=log)
     _write(results, args.out, suffix, t_start)
     log(f"done in {(time.perf_counter() - t_start) / 60:.1f} min: {os.path.join(args.out, f'bench{suffix}.md')}")
+
+
+def merge_results(paths):
+    """One results dict from runs of disjoint tasks: their tasks, speeds and commands together."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    merged = json.loads(json.dumps(runs[0]))
+    merged["meta"]["command"] = " ; ".join(r["meta"]["command"] for r in runs)
+    merged["meta"]["versions"]["hgq_rewrite"] = ", ".join(r["meta"]["versions"]["hgq_rewrite"] for r in runs)
+    merged["meta"]["settings_summary"] = " | ".join(r["meta"]["settings_summary"] for r in runs)
+    for r in runs[1:]:
+        for key in ("tasks", "speed"):
+            clash = set(merged[key]) & set(r[key])
+            if clash:
+                raise ValueError(f"--merge: task(s) {sorted(clash)} appear in more than one results file")
+            merged[key].update(r[key])
+        merged["notes"] += r.get("notes", [])
+    merged["total_s"] = sum(r.get("total_s", 0) for r in runs)
+    return merged
+
+
+def _merge_seed(task_result, part, settings):
+    """``part`` (one seed's result) added to ``task_result``, seeds kept in the settings' order."""
+    merged = dict(part) if task_result is None else dict(task_result, data=part["data"])
+    seeds = dict(merged.get("seeds", {}), **part["seeds"]) if task_result is not None else dict(part["seeds"])
+    merged["seeds"] = {str(s): seeds[str(s)] for s in settings["seeds"] if str(s) in seeds}
+    if "speed" in part:
+        merged["speed"] = part["speed"]
+    return merged
 
 
 def _store(results, task, task_result, out, suffix, t_start):
