@@ -98,6 +98,21 @@ def test_multiply_ebops_are_bit_products_and_other_merges_cost_nothing():
     assert isinstance(q.get_layer("mul"), HMultiply) and q.get_layer("mul").has_cost()
 
 
+def test_the_export_keeps_every_fractional_bit_a_product_or_an_average_carries():
+    keras.utils.set_random_seed(1)
+    model = _merges_model()
+    q = hr.quantize(model)
+    for name in ("mul", "avg"):  # output quantizers asking for more bits than the results carry
+        fbw = q.get_layer(name).paq.fbw
+        fbw.assign(np.full(fbw.shape, 30.0, "float32"))
+    hr.trace_minmax(q, _inputs(model, 256, 0))
+    proxy = hr.to_proxy_model(q)
+    f = {n: q.get_layer(n).output_kif()[2] for n in ("a", "b", "c", "mul", "avg")}
+    np.testing.assert_array_equal(f["mul"], f["a"] + f["c"])
+    np.testing.assert_array_equal(f["avg"], np.maximum(f["b"], f["c"]) + 1)
+    assert _mismatching_rows(q, proxy, _inputs(model, N_TEST, 2, scale=1.5)) == 0
+
+
 def test_average_of_three_inputs_is_refused_with_the_remedy():
     x = keras.Input((4,))
     model = keras.Model(x, L.Average(name="avg3")([L.Dense(4)(x), L.Dense(4)(x), L.Dense(4)(x)]))
