@@ -48,6 +48,7 @@ def cmd_explain(args):
 
 
 def cmd_finetune(args):
+    from ..backend_advice import print_backend_advice
     from ..finetune import finetune
     from ..report import format_front
 
@@ -65,6 +66,7 @@ def cmd_finetune(args):
         raise CLIError("give either --beta or --target-ebops (beta is then controlled), not both.")
     if beta_max is not None and target is None:
         raise CLIError("--beta-max only applies with --target-ebops.")
+    print_backend_advice()  # names a backend measured faster than this one, if any
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # the not-reached message is printed below instead
         warnings.filterwarnings("ignore", message="finetune: target .* not reached")
