@@ -2,9 +2,11 @@
 
 For each size (float layers: 100, 1,000, 5,000 by default) the chain of `bench_quantize.chain`
 is built once; then ``keras.models.clone_model(model)`` and ``hgq_rewrite.quantize(model)``
-run once each (interleaved order, same process) and their ratio is recorded. The Python
-time of one more quantize run is split by who spends it (cProfile ``tottime`` grouped by
-package folder) at sizes <= ``--profile-max`` (default 1,000).
+run in turn ``--rounds`` times (same process; the first round includes one-time costs) and the
+ratio of the median times is recorded, with every round's times. The Python time of one more
+quantize run is split by who spends it (cProfile ``tottime`` grouped by package folder) at sizes
+<= ``--profile-max`` (default 1,000); that profile and one of clone_model also count the eager
+backend ops each runs (``eager_ops``: a measure of the work that does not depend on machine load).
 
 quantize raises the recursion limit itself; clone_model and building the float chain need
 it raised by the caller, so this script raises it (and runs in a thread with a 512 MiB
@@ -20,6 +22,7 @@ import gc
 import json
 import os
 import pstats
+import statistics
 import sys
 import threading
 import time
@@ -51,12 +54,20 @@ def _group(filename):
     return "other (builtins, numpy, ...)"
 
 
-def profile_split(model):
+def profiled(fn, *args, **kwargs):
     prof = cProfile.Profile()
     prof.enable()
-    hr.quantize(model, beta=1e-6)
+    fn(*args, **kwargs)
     prof.disable()
-    stats = pstats.Stats(prof).stats
+    return pstats.Stats(prof).stats
+
+
+def eager_ops(stats):
+    """Backend ops run eagerly (TensorFlow's op dispatch entry points) in a profile."""
+    return sum(calls for (_, _, name), (_, calls, _, _, _) in stats.items() if "TFE_Py_FastPathExecute" in name)
+
+
+def profile_split(stats):
     split = {}
     for (filename, _, _), (_, _, tottime, _, _) in stats.items():
         split[_group(filename)] = split.get(_group(filename), 0.0) + tottime
@@ -71,25 +82,36 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def run(sizes, profile_max):
+def run(sizes, profile_max, rounds):
     rows = []
     default_limit = sys.getrecursionlimit()
     for n in sizes:
         sys.setrecursionlimit(max(default_limit, 4 * n + 2000))  # float side only
         model, t_build = timed(chain, n)
-        clone, t_clone = timed(keras.models.clone_model, model)
-        del clone
-        sys.setrecursionlimit(default_limit)  # quantize must cope on its own
-        qmodel, t_quant = timed(hr.quantize, model, beta=1e-6)
+        t_clone, t_quant = [], []
+        for _ in range(rounds):
+            sys.setrecursionlimit(max(default_limit, 4 * n + 2000))
+            clone, t = timed(keras.models.clone_model, model)
+            t_clone.append(round(t, 3))
+            del clone
+            sys.setrecursionlimit(default_limit)  # quantize must cope on its own
+            qmodel, t = timed(hr.quantize, model, beta=1e-6)
+            t_quant.append(round(t, 3))
         plan, t_explain = timed(hr.explain, model, beta=1e-6)
-        row = {"layers": n, "build_float_s": round(t_build, 3), "clone_model_s": round(t_clone, 3),
-               "quantize_s": round(t_quant, 3), "explain_s": round(t_explain, 3),
-               "ratio_quantize_over_clone": round(t_quant / t_clone, 2),
+        clone_s, quantize_s = statistics.median(t_clone), statistics.median(t_quant)
+        row = {"layers": n, "build_float_s": round(t_build, 3), "clone_model_s": clone_s,
+               "quantize_s": quantize_s, "clone_model_rounds_s": t_clone, "quantize_rounds_s": t_quant,
+               "explain_s": round(t_explain, 3), "ratio_quantize_over_clone": round(quantize_s / clone_s, 2),
                "hgq_model_layers": len(qmodel.layers), "clone_variables": len(model.weights),
                "hgq_variables": len(qmodel.weights), "recursion_limit_during_quantize": default_limit}
         del qmodel, plan
         if n <= profile_max:
-            row["quantize_python_time_split"] = profile_split(model)
+            stats = profiled(hr.quantize, model, beta=1e-6)
+            row["quantize_python_time_split"] = profile_split(stats)
+            row["quantize_eager_ops"] = eager_ops(stats)
+            sys.setrecursionlimit(max(default_limit, 4 * n + 2000))
+            row["clone_model_eager_ops"] = eager_ops(profiled(keras.models.clone_model, model))
+            sys.setrecursionlimit(default_limit)
         print(json.dumps(row), flush=True)
         rows.append(row)
         del model
@@ -102,19 +124,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", nargs="*", type=int, default=[100, 1000, 5000])
     ap.add_argument("--profile-max", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3, help="clone_model / quantize runs per size (median)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "rewrite_cost.json"))
     args = ap.parse_args()
     out = {}
 
     def target():
-        out["rows"] = run(args.sizes, args.profile_max)
+        out["rows"] = run(args.sizes, args.profile_max, args.rounds)
 
     threading.stack_size(512 * 2**20)
     worker = threading.Thread(target=target)
     worker.start()
     worker.join()
     result = {"what": "quantize(model, beta=1e-6) / keras.models.clone_model(model), Dense(8)-BatchNorm-ReLU chain, "
-                      "one run each, TF CPU, 2 shared cores", "backend": keras.config.backend(),
+                      f"median of {args.rounds} alternating runs each, TF CPU, 2 shared cores",
+              "command": " ".join(["python", *sys.argv]), "backend": keras.config.backend(),
               "keras": keras.__version__, "rows": out["rows"]}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

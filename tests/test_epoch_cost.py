@@ -1,0 +1,103 @@
+"""The cheaper training step computes what the straightforward one computed, bit for bit, and the
+backend advice follows the measurements (issue 15)."""
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_rewrite as hr
+from hgq_rewrite.backend_advice import backend_advice, speedups
+from hgq_rewrite.layers import HDense, HDenseBatchNorm, HQuantize
+from hgq_rewrite.quantizers import HQuantizer
+from hgq_rewrite.quantizers.hquantizer import Filled
+
+
+class PerVariableAdam(hr.BitwidthStepMixin, keras.optimizers.Adam):
+    """Keras' Adam update for every variable on its own (the reference for BitwidthAdam)."""
+
+    def __init__(self, learning_rate, bitwidth_lr_scale):
+        super().__init__(learning_rate=learning_rate)
+        self.bitwidth_lr_scale = bitwidth_lr_scale
+
+
+def _model(seed):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6,))
+    x = HQuantize(name="q")(inp)
+    x = HDenseBatchNorm(8, activation="relu", beta=1e-3, name="d1")(x)
+    x = HDense(8, activation="relu", beta=1e-3, name="d2")(x)
+    return keras.Model(inp, HDense(3, beta=1e-3, name="d3")(x))
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_bitwidth_adam_shares_the_step_size_and_matches_per_variable_adam(scale):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype("float32")
+    y = rng.integers(0, 3, size=96)
+    weights = []
+    for optimizer in (hr.BitwidthAdam(1e-2, bitwidth_lr_scale=scale), PerVariableAdam(1e-2, scale)):
+        model = _model(1)
+        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        weights.append({v.path: np.asarray(v) for v in model.weights})
+    ours, reference = weights
+    assert ours.keys() == reference.keys()
+    for path in ours:
+        np.testing.assert_array_equal(ours[path], reference[path], err_msg=path)
+    moved = [p for p in ours if p.endswith("fbw") and not np.array_equal(ours[p], _initial_fbw(p))]
+    assert moved  # the bitwidths were trained
+
+
+def _initial_fbw(path):
+    return {v.path: np.asarray(v) for v in _model(1).weights}[path]
+
+
+def test_training_ebops_estimate_counts_the_inference_kernel():
+    """The training call's EBOPs reuse its quantized kernel (plain layers) or quantize the kernel folded
+    with the moving statistics (BatchNorm layers): the same as the estimate computed afresh."""
+    model = _model(2)
+    x = np.random.default_rng(2).normal(size=(32, 6)).astype("float32")
+    model(x, training=True)
+    for name in ("d1", "d2", "d3"):
+        layer = model.get_layer(name)
+        fresh = float(keras.ops.convert_to_numpy(layer.compute_ebops(exact=False)))
+        assert layer.ebops == pytest.approx(fresh, rel=0, abs=0), name
+        assert fresh > 0
+
+
+def test_filled_variables_start_like_the_keras_initializers():
+    q = HQuantizer({"init_bw": 3.7}, "activation")
+    q.build((None, 4))
+    np.testing.assert_array_equal(np.asarray(q.fbw), np.full((1, 4), np.float32(3.7)))
+    np.testing.assert_array_equal(np.asarray(q.min), np.full((1, 4), np.inf, "float32"))
+    np.testing.assert_array_equal(np.asarray(q.max), np.full((1, 4), -np.inf, "float32"))
+    assert not q.has_ranges() and not q.is_traced()
+    assert Filled(2.0)((2, 3), "float64").dtype == np.float64
+    layer = HDenseBatchNorm(3, name="bn")
+    layer.build((None, 4))
+    np.testing.assert_array_equal(np.asarray(layer.moving_variance), np.ones(3, "float32"))
+    np.testing.assert_array_equal(np.asarray(layer.bn_gamma), np.ones(3, "float32"))
+
+
+MEASURED = {"tensorflow": {"a": 0.6, "b": 0.9}, "jax": {"a": 0.2, "b": 0.45}}
+
+
+def test_backend_advice_names_the_faster_backend_with_its_factors():
+    assert speedups("tensorflow", "jax", MEASURED) == pytest.approx({"a": 3.0, "b": 2.0})
+    line = backend_advice("tensorflow", MEASURED)
+    assert "jax measured 2.0-3.0x faster" in line and "KERAS_BACKEND=jax" in line and "[jax]" in line
+    assert backend_advice("jax", MEASURED) is None
+
+
+def test_no_advice_unless_faster_on_every_task():
+    mixed = {"tensorflow": {"a": 0.6, "b": 0.4}, "jax": {"a": 0.2, "b": 0.45}}
+    assert backend_advice("tensorflow", mixed) is None
+    assert backend_advice("torch", MEASURED) is None
+
+
+def test_the_shipped_measurements_are_complete():
+    from hgq_rewrite.backend_advice import MEASURED_EPOCH_S
+
+    assert set(MEASURED_EPOCH_S) == {"tensorflow", "jax"}
+    for times in MEASURED_EPOCH_S.values():
+        assert set(times) == {"digits28", "mnist1d", "jets"} and all(t > 0 for t in times.values())
