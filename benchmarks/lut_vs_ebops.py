@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import harness as H  # noqa: E402
-from front_vs_hgq2 import FLOAT_LR, REWRITE_LR, SCRATCH_LR, float_model, hgq2_twin, load  # noqa: E402
+from front_vs_hgq2 import FLOAT_LR, REWRITE_LR, float_model, load, train_hgq2  # noqa: E402
 
 LIBS = ("ours", "hgq2")
 
@@ -73,18 +73,8 @@ def hgq2_luts(model):
 
 
 def run_hgq2(task, data, beta, epochs, seed, workdir):
-    from hgq.utils import trace_minmax
-    from hgq.utils.sugar import FreeEBOPs
-
-    x, y, xt, yt = data
-    keras.utils.set_random_seed(seed)
-    model = hgq2_twin(task, beta)
-    model.compile(keras.optimizers.Adam(SCRATCH_LR), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[FreeEBOPs()])
-    out = {"own_ebops": float(trace_minmax(model, x, batch_size=16384))}
-    out.update(H.export_hgq2(model, xt, yt, False, workdir))
-    out["test_accuracy"] = H.accuracy(model, xt, yt)
+    model, out = train_hgq2(task, data, beta, epochs, seed)
+    out.update(H.export_hgq2(model, data[2], data[3], False, workdir))
     t0 = time.perf_counter()
     try:
         out.update(hgq2_luts(model))
