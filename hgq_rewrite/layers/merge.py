@@ -1,6 +1,8 @@
 """Layers with several inputs: element-wise merges with a quantized output (HAdd, HSubtract,
 HMultiply, HAverage, HMaximum, HMinimum) and PConcatenate (passive)."""
 
+from functools import reduce
+
 import keras
 from keras import ops
 
@@ -25,19 +27,12 @@ class HMerge(HLayerBase):
         return tuple(input_shape[0])
 
 
-def _fold(op, inputs):
-    out = inputs[0]
-    for x in inputs[1:]:
-        out = op(out, x)
-    return out
-
-
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class HAdd(HMerge):
     """Element-wise sum of its inputs followed by a trainable output quantizer."""
 
     def merge(self, inputs):
-        return _fold(ops.add, inputs)
+        return reduce(ops.add, inputs)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -53,7 +48,7 @@ class HAverage(HMerge):
     """Element-wise mean of its inputs followed by a trainable output quantizer."""
 
     def merge(self, inputs):
-        return _fold(ops.add, inputs) / len(inputs)
+        return reduce(ops.add, inputs) / len(inputs)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -61,7 +56,7 @@ class HMaximum(HMerge):
     """Element-wise maximum of its inputs followed by a trainable output quantizer."""
 
     def merge(self, inputs):
-        return _fold(ops.maximum, inputs)
+        return reduce(ops.maximum, inputs)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -69,7 +64,7 @@ class HMinimum(HMerge):
     """Element-wise minimum of its inputs followed by a trainable output quantizer."""
 
     def merge(self, inputs):
-        return _fold(ops.minimum, inputs)
+        return reduce(ops.minimum, inputs)
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -81,7 +76,7 @@ class HMultiply(HMerge):
     """
 
     def merge(self, inputs):
-        return _fold(ops.multiply, inputs)
+        return reduce(ops.multiply, inputs)
 
     def has_cost(self):
         return True
