@@ -17,6 +17,7 @@ TARGET = os.path.join(os.path.dirname(HERE), "layers.md")
 
 GROUPS = {  # converter module -> section title
     "core": "Layers with weights",
+    "conv": "Convolutions",
     "batchnorm": "Normalization",
     "activation": "Activations",
     "merge": "Merging layers",
