@@ -22,3 +22,4 @@ from .pooling import (
     PMaxPooling2D,
 )
 from .quantize import HQuantize, Signature
+from .softmax import HSoftmax
