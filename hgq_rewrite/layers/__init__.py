@@ -4,6 +4,7 @@ from .activation import ActivationWithArgs, HActivation
 from .base import BitMapMixin, HLayerBase, PLayerMixin
 from .conv import HConv1D, HConv1DBatchNorm, HConv2D, HConv2DBatchNorm, HDepthwiseConv2D
 from .dense import HDense, HDenseBatchNorm
+from .einsum import HEinsum, HEinsumDense
 from .kernel_base import HKernelLayer
 from .merge import HAdd, HAverage, HMaximum, HMerge, HMinimum, HMultiply, HSubtract, PConcatenate
 from .passive import PDropout, PFlatten, PPermute, PReshape
