@@ -36,25 +36,26 @@ def norm_integer_bits(f_exp, scale):
     return max(1, math.ceil(math.log2((f_exp + 1) * math.log(2.0) / scale)))
 
 
-def exp_table(kif_norm, f_exp, scale):
-    """Exp table indexed by the codes of ``kif_norm`` (what hls4ml's C++ computes, in float32)."""
+def _cast(values, kif):
+    return np.asarray(ops.convert_to_numpy(quantize(ops.convert_to_tensor(values, "float64"), *kif, *MODES)), np.float64)
+
+
+def exp_table(kif_norm, kif_exp, scale):
+    """Exp table indexed by the codes of ``kif_norm``: ``expf(-float(d) * scale)`` cast to ``kif_exp``."""
     _, i, f = kif_norm
     d = np.arange(2 ** (i + f), dtype=np.float64) * 2.0**-f
     arg = np.float32(d) * np.float32(scale)  # float32 product, as the C++
-    e = np.exp(-arg.astype(np.float64)).astype(np.float32)  # expf, correctly rounded
-    return np.asarray(ops.convert_to_numpy(quantize(ops.convert_to_tensor(e.astype(np.float64), "float64"),
-                                                     0, 1, f_exp, *MODES)), np.float64)
+    return _cast(np.exp(-arg.astype(np.float64)).astype(np.float32).astype(np.float64), kif_exp)
 
 
-def inv_table(kif_sum, f_inv):
-    """1/x table indexed by the codes of ``kif_sum`` (entry 0, 1/0, is never read: the sum is >= 1)."""
+def inv_table(kif_sum, kif_inv):
+    """1/x table indexed by the codes of ``kif_sum``: ``1.0f / float(s)`` cast to ``kif_inv`` (entry 0,
+    1/0, saturates; it is never read: the sum is >= 1)."""
     _, i, f = kif_sum
     s = (np.arange(2 ** (i + f), dtype=np.float64) * 2.0**-f).astype(np.float32)
     with np.errstate(divide="ignore"):
         r = np.float32(1.0) / s  # float32 division, as the C++
-    r = np.where(np.isfinite(r), r, np.float32(2.0)).astype(np.float64)  # 1/0 saturates
-    return np.asarray(ops.convert_to_numpy(quantize(ops.convert_to_tensor(r, "float64"), 0, 1, f_inv, *MODES)),
-                      np.float64)
+    return _cast(np.where(np.isfinite(r), r, np.float32(2.0)).astype(np.float64), kif_inv)
 
 
 def _ste(true, exact, f_var):

@@ -29,6 +29,7 @@ from hls4ml.model.types import FixedPrecisionType
 
 from ..compat.hls4ml_private import handler_base, handler_registry, set_weight_data, unary_lut_node_class, unregister_pass
 from .hls4ml_einsum import EINSUM_KEY, ProxyEinsumHandler
+from .hls4ml_softmax import FIXED_POINT_SOFTMAX_KEY, FixedPointSoftmaxHandler
 
 # the registry keys hls4ml builds for our layers ("module.ClassName"); tests check they match the classes
 FIXED_POINT_QUANTIZER_KEY = "hgq_rewrite.proxy.fixed_point_layer.FixedPointQuantizer"
@@ -74,7 +75,7 @@ class UnaryLUTHandler(handler_base()):
 
 
 HANDLERS = {FIXED_POINT_QUANTIZER_KEY: FixedPointQuantizerHandler, UNARY_LUT_KEY: UnaryLUTHandler,
-            EINSUM_KEY: ProxyEinsumHandler}
+            EINSUM_KEY: ProxyEinsumHandler, FIXED_POINT_SOFTMAX_KEY: FixedPointSoftmaxHandler}
 
 # ---------------------------------------------------------------------------------------------------------
 # Table re-indexing after hls4ml's bit-exact precision flow.

@@ -1,8 +1,8 @@
 """Registering the proxy layers with hls4ml: explicit, idempotent, undoable.
 
-Importing ``hgq_rewrite`` changes nothing in hls4ml. The first ``FixedPointQuantizer`` or
-``UnaryLUT`` made in a process (by ``to_proxy_model``, by hand, or by loading a saved proxy)
-calls :func:`register_hls4ml_handlers`, which adds two Keras-3 layer handlers under this
+Importing ``hgq_rewrite`` changes nothing in hls4ml. The first ``FixedPointQuantizer``,
+``UnaryLUT`` or ``FixedPointSoftmax`` made in a process (by ``to_proxy_model``, by hand, or by loading
+a saved proxy) calls :func:`register_hls4ml_handlers`, which adds three Keras-3 layer handlers under this
 package's class paths and one optimizer pass to hls4ml's ``convert`` flow (it re-indexes
 lookup tables, and touches only tables made by this package). So
 ``hls4ml.converters.convert_from_keras_model(proxy, ...)`` works as usual.

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from ...layers import HActivation, HSoftmax
 from ..handler import ExportProblem
 
 
@@ -39,12 +40,23 @@ def channels_last(layer):
 
 
 def softmax_problem(name):
-    """Why an activation named ``name`` does not export (softmax), or None."""
-    if name in ("softmax", "log_softmax"):
+    """Why an activation named ``name`` does not export (log_softmax), or None."""
+    if name == "log_softmax":
         return ExportProblem(
-            f"{name} does not export (it trains and evaluates): it is not element-wise and hls4ml 1.3 has no "
-            "bit-exact softmax",
-            "remove it from the model before to_proxy_model (argmax of the logits is unchanged) and apply it "
-            "after the firmware",
+            "log_softmax does not export (it trains and evaluates): it is not element-wise and hls4ml 1.3 has no "
+            "bit-exact log-softmax",
+            "use softmax (it exports as HSoftmax), or apply the log after the firmware",
         )
     return None
+
+
+def activation_target(name):
+    """What an activation ``name`` becomes (for `explain`): HSoftmax for softmax, else an HActivation."""
+    return "HSoftmax" if name == "softmax" else f"HActivation({name})"
+
+
+def activation_layer(function, name, settings):
+    """The H-layer computing the activation ``function`` (a name or `ActivationWithArgs`) on its own."""
+    if function == "softmax":
+        return HSoftmax(name=name, **settings.kwargs("beta", "paq_conf"))
+    return HActivation(function, name=name, **settings.kwargs("beta", "paq_conf"))

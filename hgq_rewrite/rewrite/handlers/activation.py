@@ -1,9 +1,10 @@
-"""Activations: Activation, ReLU, LeakyReLU, ELU, Softmax (→ HActivation; a relu after a Dense/Conv is
-fused into it). A layer's arguments (negative_slope, alpha, ...) go with its function (`ActivationWithArgs`).
+"""Activations: Activation, ReLU, LeakyReLU, ELU (→ HActivation; a relu after a Dense/Conv is fused into
+it; ``Activation('softmax')`` → HSoftmax, see `handlers.softmax`). A layer's arguments (negative_slope,
+alpha, ...) go with its function (`ActivationWithArgs`).
 
 In the proxy, linear and relu are ``Activation('relu')`` and a quantizer; any other element-wise
 activation is a homogeneous quantizer covering its input, a `UnaryLUT`, and a quantizer when the
-output format is not uniform. Softmax trains and evaluates but does not export.
+output format is not uniform. An ``HActivation('softmax')`` (not element-wise) does not export.
 """
 
 import keras
@@ -15,9 +16,9 @@ from ...proxy.errors import ProxyConversionError
 from ...proxy.frac import covering_kif, frac_bits, full
 from ...proxy.unary_lut import UnaryLUT, lut_inputs
 from ...quantizers.fixed_point import quantize, round_to_grid
-from ..handler import Conversion, LayerHandler
+from ..handler import Conversion, ExportProblem, LayerHandler
 from ..registry import register_builtin
-from ._common import activation_name, softmax_problem
+from ._common import activation_layer, activation_name, activation_target, softmax_problem
 
 
 class _ActivationHandler(LayerHandler):
@@ -41,14 +42,16 @@ class _ActivationHandler(LayerHandler):
         return None
 
     def describe(self, layer, **fused):
-        return f"HActivation({self.name_of(layer)})"
+        return activation_target(self.name_of(layer))
 
     def export_problem(self, layer, **fused):
+        if isinstance(layer, HActivation) and layer.activation_name == "softmax":
+            return ExportProblem("HActivation('softmax') is not element-wise, so it has no lookup table",
+                                 "use HSoftmax (quantize makes it from Softmax and Activation('softmax'))")
         return softmax_problem(self.name_of(layer))
 
     def convert(self, layer, settings, **fused):
-        return Conversion([HActivation(self.function_of(layer), name=settings.name,
-                                       **settings.kwargs("beta", "paq_conf"))])
+        return Conversion([activation_layer(self.function_of(layer), settings.name, settings)])
 
 
 @register_builtin
@@ -57,7 +60,7 @@ class ActivationHandler(_ActivationHandler):
 
     float_classes = (keras.layers.Activation,)
     hgq_classes = (HActivation,)
-    exports_doc = "yes, as a lookup table unless linear or relu (softmax: no)"
+    exports_doc = "yes, as a lookup table unless linear or relu (softmax: as HSoftmax; log_softmax: no)"
 
     def name_of(self, layer):
         if isinstance(layer, HActivation):
@@ -131,20 +134,6 @@ class ELUHandler(_ArgumentsHandler):
 
     def arguments(self, layer):
         return {"alpha": float(layer.alpha)}
-
-
-@register_builtin
-class SoftmaxHandler(_ActivationHandler):
-    float_classes = (keras.layers.Softmax,)
-    exports_doc = "no: remove it before export (argmax is unchanged) and apply it after the firmware"
-
-    def name_of(self, layer):
-        return "softmax" if layer.axis in (-1, [-1], (-1,)) else None
-
-    def check(self, layer):
-        if self.name_of(layer) is None:
-            return f"Softmax over axis {layer.axis} (only the last axis)"
-        return None
 
 
 def lookup_table(layer, x, name, f_in, ctx):

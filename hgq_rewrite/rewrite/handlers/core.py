@@ -10,12 +10,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...layers import HActivation, HDense, HDenseBatchNorm
+from ...layers import HDense, HDenseBatchNorm
 from ...proxy.frac import dense_frac, dense_magnitude
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
 from ...activations import NATIVE_ACTIVATIONS
-from ._common import activation_name, assign, channels_last, softmax_problem
+from ._common import activation_layer, activation_name, activation_target, assign, channels_last, softmax_problem
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
@@ -27,7 +27,7 @@ class WeightedHandler(LayerHandler):
     bn_class = None  # the *BatchNorm variant, if any
     fields = ("beta", "kernel", "activation", "parallel_factor")
     fuses_activation = ("relu",)
-    exports_doc = "yes (`activation='softmax'`: no)"
+    exports_doc = "yes (`activation='log_softmax'`: no)"
     # float attribute -> HGQ constructor keyword, carried over as they are
     carried = {
         "kernel_initializer": "kernel_initializer",
@@ -101,7 +101,7 @@ class WeightedHandler(LayerHandler):
     def describe(self, layer, bn=None, activation=None):
         name = self.bn_target if bn is not None else self.target
         _, extra = self._activations(layer, activation)
-        return name if extra is None else f"{name} + HActivation({extra})"
+        return name if extra is None else f"{name} + {activation_target(extra)}"
 
     def export_problem(self, layer, bn=None, activation=None):
         if isinstance(layer, self.hgq_class):
@@ -124,8 +124,7 @@ class WeightedHandler(LayerHandler):
         new = cls(**kwargs)
         layers = [new]
         if extra is not None:
-            layers.append(HActivation(extra, name=settings.unique_name(f"{settings.name}_{extra}"),
-                                      **settings.kwargs("beta", "paq_conf")))
+            layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
 
         def transfer():
             assign(new.kernel, layer.kernel)
