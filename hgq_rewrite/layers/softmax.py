@@ -73,7 +73,8 @@ class HSoftmax(HLayerBase):
         beta: weight of the layer's EBOPs in the loss.
         scale: softmax of ``scale * x`` (> 0; hls4ml's ``exp_scale``, a float32), e.g. 1/sqrt(d) in attention.
         f_norm, f_exp, f_sum, f_inv: initial fractional bits of the normalised input, the exp table,
-            the sum (the 1/x table's input) and the 1/x table, in [0, 11].
+            the sum (the 1/x table's input) and the 1/x table, in [0, 11] (default: the output
+            quantizer's ``init_bw``, at most 11).
         bits_trainable: train the four bitwidths (the output quantizer follows ``paq_conf``).
         paq_conf: config of the output quantizer.
 
@@ -81,8 +82,8 @@ class HSoftmax(HLayerBase):
     ``(1 + f_exp) x (1 + f_inv)`` bits; the tables, the max, the subtractions and the sums count 0.
     """
 
-    def __init__(self, axis=-1, beta=0.0, scale=1.0, f_norm=8, f_exp=8, f_sum=8, f_inv=8, bits_trainable=True,
-                 paq_conf=None, **kwargs):
+    def __init__(self, axis=-1, beta=0.0, scale=1.0, f_norm=None, f_exp=None, f_sum=None, f_inv=None,
+                 bits_trainable=True, paq_conf=None, **kwargs):
         super().__init__(beta=beta, paq_conf=paq_conf, **kwargs)
         if isinstance(axis, (list, tuple)):
             axis = axis[0] if len(axis) == 1 else axis
@@ -92,7 +93,8 @@ class HSoftmax(HLayerBase):
         self.scale = float(np.float32(scale))
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"Layer {self.name!r}: scale must be a finite number > 0, got {scale!r}.")
-        self.f_init = [float(v) for v in (f_norm, f_exp, f_sum, f_inv)]
+        default = min(float(self.paq.config["init_bw"]), F_MAX)
+        self.f_init = [default if v is None else float(v) for v in (f_norm, f_exp, f_sum, f_inv)]
         for name, v in zip(F_NAMES, self.f_init):
             if not 0 <= v <= F_MAX:
                 raise ValueError(f"Layer {self.name!r}: {name} must be in [0, {F_MAX}], got {v!r}.")
