@@ -245,10 +245,11 @@ def test_table_input_cast_keeps_the_modes_of_the_quantizer_before_it(aggressive)
     assert (table_input.RND, table_input.SAT) == (before.RND, before.SAT) == ("RND_CONV", "WRAP" if aggressive else "SAT")
 
 
-def test_explain_says_before_anything_is_built_that_softmax_does_not_export():
+def test_explain_says_before_anything_is_built_that_log_softmax_does_not_export_and_softmax_does():
     x = L.Input((4,))
-    m = keras.Model(x, L.Softmax()(L.Dense(3)(x)))
-    assert "does not export" in str(hr.explain(m))
+    h = L.Dense(3)(x)
+    plan = hr.explain(keras.Model(x, [L.Activation("log_softmax", name="logsm")(h), L.Softmax(name="sm")(h)]))
+    assert "does not export" in plan["logsm"].exports and plan["sm"].exports == "yes"
 
 
 @pytest.mark.parametrize("aggressive", [True, False])

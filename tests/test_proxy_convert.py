@@ -168,7 +168,7 @@ def test_softmax_activation_is_rejected_with_remedy():
         return keras.Model(inp, HActivation("softmax", name="sm")(h))
 
     model = _traced(build, np.ones((4, 6), "float32"))
-    with pytest.raises(ProxyConversionError, match="'sm'.*argmax"):
+    with pytest.raises(ProxyConversionError, match="'sm'.*not element-wise.*use HSoftmax"):
         to_proxy_model(model)
 
 

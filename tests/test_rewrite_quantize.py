@@ -6,7 +6,7 @@ import pytest
 from keras import layers as L
 from test_rewrite_models import HIGH_BITS, MODELS, fingerprint, sample_inputs, sample_targets, subclassed_model
 
-from hgq_rewrite.layers import HActivation, HAdd, HConv1DBatchNorm, HDense, HDenseBatchNorm, HQuantize
+from hgq_rewrite.layers import HActivation, HAdd, HConv1DBatchNorm, HDense, HDenseBatchNorm, HQuantize, HSoftmax
 from hgq_rewrite.rewrite import UnsupportedLayerError, UnsupportedModelError, quantize
 
 
@@ -168,7 +168,7 @@ def test_dict_inputs_outputs_softmax_and_call_keywords():
     p = L.Softmax(name="sm")(L.Dense(3, name="logits")(h))  # Softmax records mask=None
     m = keras.Model({"a": a, "b": b}, {"p": p, "h": h})
     q = quantize(m, HIGH_BITS)
-    assert isinstance(q.get_layer("sm"), HActivation)
+    assert isinstance(q.get_layer("sm"), HSoftmax)
     rng = np.random.default_rng(0)
     x = {"a": rng.normal(size=(8, 4)).astype("float32"), "b": rng.normal(size=(8, 3)).astype("float32")}
     yq, yf = q.predict(x, verbose=0), m.predict(x, verbose=0)

@@ -10,6 +10,7 @@ import pytest
 from keras import layers as L
 
 import hgq_rewrite as hr
+from hgq_rewrite.finetune.loss import default_compile
 from hgq_rewrite.layers import HActivation, HDense, HQuantize, HSoftmax
 from hgq_rewrite.proxy import ProxyConversionError, predict_float64, to_proxy_model
 from hgq_rewrite.proxy.softmax import FixedPointSoftmax
@@ -85,6 +86,9 @@ def test_every_softmax_form_converts_to_hsoftmax_and_exports():
     q = hr.quantize(model, strict=True)
     assert all(isinstance(q.get_layer(n), HSoftmax) for n in ("layer", "act", "dense_softmax"))
     assert q.get_layer("dense").activation_name == "linear"
+    classifier = hr.quantize(_classifier())
+    default_compile(classifier, np.zeros(8, "int64"))  # its outputs are probabilities: no from_logits
+    assert classifier.loss.get_config()["from_logits"] is False
 
 
 # -- exactness -------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class HSoftmax(HLayerBase):
     ``(1 + f_exp) x (1 + f_inv)`` bits; the tables, the max, the subtractions and the sums count 0.
     """
 
+    activation_name = "softmax"  # what it computes (finetune then compiles a loss taking probabilities)
+
     def __init__(self, axis=-1, beta=0.0, scale=1.0, f_norm=None, f_exp=None, f_sum=None, f_inv=None,
                  bits_trainable=True, paq_conf=None, **kwargs):
         super().__init__(beta=beta, paq_conf=paq_conf, **kwargs)

@@ -18,7 +18,8 @@ LUT_REMEDY = "tabulate it as a UnaryLUT after a homogeneous FixedPointQuantizer 
 # class name -> (fatal, reason, remedy). fatal: hls4ml 1.3 cannot convert it at all.
 KNOWN_PROBLEMS = {
     "Softmax": (False, "hls4ml's softmax rebuilds its exp and 1/x tables in C++ and is not bit-exact",
-                "drop the softmax from the exported model (argmax is unchanged) and apply it after the firmware"),
+                "use the FixedPointSoftmax that to_proxy_model makes from an HSoftmax, or drop the softmax from "
+                "the exported model (argmax is unchanged) and apply it after the firmware"),
     "SeparableConv1D": (True, "hls4ml's Keras-3 handler reads a `kernel` attribute this layer does not have",
                         "split it into DepthwiseConv1D followed by a 1-wide Conv1D"),
     "SeparableConv2D": (True, "hls4ml's Keras-3 handler reads a `kernel` attribute this layer does not have",
