@@ -20,6 +20,7 @@ GROUPS = {  # converter module -> section title
     "conv": "Convolutions",
     "batchnorm": "Normalization",
     "activation": "Activations",
+    "softmax": "Softmax",
     "merge": "Merging layers",
     "passive": "Data movement (P-layers: nothing is quantized)",
     "hgq": "Layers that are already HGQ (hand-built parts of a model)",

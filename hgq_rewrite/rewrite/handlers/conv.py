@@ -17,7 +17,7 @@ from .core import WeightedHandler
 
 
 class _ConvHandler(WeightedHandler):
-    exports_doc = "yes (`dilation_rate` must be 1; `activation='softmax'`: no)"
+    exports_doc = "yes (`dilation_rate` must be 1; `activation='log_softmax'`: no)"
     depthwise = False
     plain_class = None  # the Keras convolution of the proxy
 
@@ -90,7 +90,7 @@ class Conv2DHandler(_ConvHandler):
 class DepthwiseConv2DHandler(_ConvHandler):
     float_classes = (keras.layers.DepthwiseConv2D,)
     hgq_class = HDepthwiseConv2D
-    exports_doc = "yes (`depth_multiplier` and `dilation_rate` must be 1; `activation='softmax'`: no)"
+    exports_doc = "yes (`depth_multiplier` and `dilation_rate` must be 1; `activation='log_softmax'`: no)"
     depthwise = True
     carried = {
         "depthwise_initializer": "depthwise_initializer",
