@@ -26,6 +26,7 @@ class _Builder:
         self.new_layers = {}  # id(float layer) -> [new layers]
         self.new_models = {}  # id(ModelGraph) -> new model
         self.transfers = []
+        self.call_inputs = {}  # id(float layer) -> Conversion.call_inputs
 
     # ------------------------------------------------------------------ per layer
     def layers_for(self, lp, mg):
@@ -49,6 +50,8 @@ class _Builder:
                     layer.trainable = False
             if conv.transfer is not None:
                 self.transfers.append((lp, conv.transfer))
+            if conv.call_inputs is not None:
+                self.call_inputs[key] = conv.call_inputs
         else:  # kept float: an independent copy
             layers = [self.copy_float(lp)]
         self.new_layers[key] = layers
@@ -124,7 +127,10 @@ class _Builder:
             for i, t in enumerate(call.inputs):
                 lookup[id(t)] = quant[id(t)] if (i in needs and id(t) in quant) else plain[id(t)]
             args, kwargs = call.node.arguments.fill_in(lookup)
-            if call.sub is None and self.x.plans[id(call.layer)].decision == "convert":
+            adapt = self.call_inputs.get(id(call.layer)) if call.sub is None else None
+            if adapt is not None:
+                args, kwargs = (adapt(args, kwargs),), {}
+            elif call.sub is None and self.x.plans[id(call.layer)].decision == "convert":
                 kwargs = _accepted_kwargs(ops[0], kwargs)
             out = ops[0](*args, **kwargs)
             for op in ops[1:]:

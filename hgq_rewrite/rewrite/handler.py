@@ -75,10 +75,13 @@ class Conversion:
             the previous one's output.
         transfer: optional ``transfer()`` called once the new model is built
             (weights exist then), to copy the float weights over.
+        call_inputs: optional ``call_inputs(args, kwargs)`` giving what the first new layer is
+            called with, from the float call's arguments (default: called like the float layer).
     """
 
     layers: list
     transfer: object = None
+    call_inputs: object = None
 
 
 def as_conversion(result) -> Conversion:
