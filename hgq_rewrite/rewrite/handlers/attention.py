@@ -19,8 +19,8 @@ from keras import ops
 
 from ...compat.keras_private import inbound_nodes
 from ...layers import HEinsum, HEinsumDense, HSoftmax
-from ..handler import Conversion, ExportProblem, LayerHandler
-from ..registry import find_exporter, register_builtin
+from ..handler import Conversion, LayerHandler
+from ..registry import register_builtin
 from ._common import assign
 from .einsum import EinsumDenseHandler, equation_problem
 
@@ -83,9 +83,6 @@ class MultiHeadAttentionHandler(LayerHandler):
         return []
 
     def export_problem(self, layer, **fused):
-        if find_exporter(HSoftmax) is None:
-            return ExportProblem("its softmax (HSoftmax) has no proxy export in this version",
-                                 "export the model without the attention, or wait for the HSoftmax export")
         for dense in _projections(layer).values():
             problem = _DENSE.export_problem(dense)
             if problem is not None:
