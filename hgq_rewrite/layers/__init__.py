@@ -6,6 +6,7 @@ from .conv import HConv1D, HConv1DBatchNorm, HConv2D, HConv2DBatchNorm, HDepthwi
 from .dense import HDense, HDenseBatchNorm
 from .einsum import HEinsum, HEinsumDense
 from .kernel_base import HKernelLayer
+from .normalization import HLayerNormalization
 from .merge import HAdd, HAverage, HMaximum, HMerge, HMinimum, HMultiply, HSubtract, PConcatenate
 from .passive import PDropout, PFlatten, PPermute, PReshape
 from .pooling import (
