@@ -20,6 +20,7 @@ GROUPS = {  # converter module -> section title
     "conv": "Convolutions",
     "batchnorm": "Normalization",
     "activation": "Activations",
+    "prelu": "PReLU",
     "softmax": "Softmax",
     "merge": "Merging layers",
     "passive": "Data movement (P-layers: nothing is quantized)",

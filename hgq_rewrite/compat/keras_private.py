@@ -1,7 +1,7 @@
 """Keras 3 internals this package reads; no public API offers them.
 
 - a model's call graph: ``Sequential._functional``, ``Functional._nodes_by_depth``,
-  ``Functional._inputs_struct`` / ``_outputs_struct``, ``Layer._inbound_nodes`` and
+  ``Functional._inputs_struct`` / ``_outputs_struct``, ``Layer._inbound_nodes`` / ``_outbound_nodes`` and
   ``KerasTensor._keras_history``;
 - the ``Functional`` class (``keras.src.models.functional``);
 - the attributes ``Model.compile`` sets, to put a model's compile state back after a failed fit.
@@ -14,6 +14,7 @@ import keras
 from keras.src.models.functional import Functional  # the class of functional models
 
 __all__ = ["Functional", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "graph_io", "calls_in_order", "inbound_nodes",
+           "outbound_nodes",
            "keras_history", "compile_state", "restore_compile_state"]
 
 LOSS_HOOKS = ("_get_own_losses", "_clear_losses")
@@ -47,6 +48,11 @@ def calls_in_order(model):
 def inbound_nodes(layer):
     """Every call of ``layer`` (a list of nodes, in call order)."""
     return layer._inbound_nodes
+
+
+def outbound_nodes(layer):
+    """Every call reading an output of ``layer`` (a list of nodes; ``node.operation`` is the reader)."""
+    return layer._outbound_nodes
 
 
 def keras_history(tensor):

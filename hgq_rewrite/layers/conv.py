@@ -1,4 +1,4 @@
-"""HConv1D, HConv2D, HDepthwiseConv2D and their BatchNorm-folded variants (channels_last)."""
+"""HConv1D, HConv2D, HDepthwiseConv1D/2D and the BatchNorm-folded convolutions (channels_last)."""
 
 import math
 
@@ -99,11 +99,8 @@ class HConv2D(HConvND):
     rank = 2
 
 
-@keras.saving.register_keras_serializable(package="hgq_rewrite")
-class HDepthwiseConv2D(HConvBase):
-    """Depthwise 2D convolution quantized with HGQ; kernel shape ``(kh, kw, in, depth_multiplier)``."""
-
-    rank = 2
+class HDepthwiseConvND(HConvBase):
+    """Depthwise convolution; kernel shape ``(*kernel_size, in, depth_multiplier)``."""
 
     def __init__(self, kernel_size, depth_multiplier=1, depthwise_initializer=None, **kwargs):
         if depthwise_initializer is not None:
@@ -125,6 +122,20 @@ class HDepthwiseConv2D(HConvBase):
         cfg = super().get_config()
         cfg["depth_multiplier"] = self.depth_multiplier
         return cfg
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HDepthwiseConv1D(HDepthwiseConvND):
+    """Depthwise 1D convolution quantized with HGQ; kernel shape ``(k, in, depth_multiplier)``."""
+
+    rank = 1
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class HDepthwiseConv2D(HDepthwiseConvND):
+    """Depthwise 2D convolution quantized with HGQ; kernel shape ``(kh, kw, in, depth_multiplier)``."""
+
+    rank = 2
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")

@@ -37,3 +37,31 @@ class PDropout(PLayerMixin, keras.layers.Dropout):
 
     def transform_kif(self, maps, exact):
         return maps[0]
+
+
+class _ZeroPaddingMixin(PLayerMixin):
+    """Zero padding; bitwidth maps are padded with zeros (0 bits: the padded values are 0)."""
+
+    def pad_widths(self):
+        """``((before, after), ...)`` per spatial axis."""
+        raise NotImplementedError
+
+    def transform_kif(self, maps, exact):
+        widths = ((0, 0), *self.pad_widths(), (0, 0))
+        return tuple(ops.pad(m, widths) for m in maps[0])
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PZeroPadding1D(_ZeroPaddingMixin, keras.layers.ZeroPadding1D):
+    """ZeroPadding1D; bitwidth maps are padded with zero bits."""
+
+    def pad_widths(self):
+        return (tuple(self.padding),)
+
+
+@keras.saving.register_keras_serializable(package="hgq_rewrite")
+class PZeroPadding2D(_ZeroPaddingMixin, keras.layers.ZeroPadding2D):
+    """ZeroPadding2D; bitwidth maps are padded with zero bits."""
+
+    def pad_widths(self):
+        return tuple(tuple(p) for p in self.padding)

@@ -115,6 +115,22 @@ def _global_pooling_2d_problems(model):
     return problems
 
 
+def _depthwise_rank_problems(model):
+    """hls4ml 1.3's 1D and 2D depthwise convolution headers (nnet_sepconv1d_latency.h, nnet_sepconv2d_latency.h)
+    share one include guard, so a model with both does not compile."""
+    ranks = {"DepthwiseConv1D": 1, "SeparableConv1D": 1, "DepthwiseConv2D": 2, "SeparableConv2D": 2}
+    found = {1: [], 2: []}
+    for layer in model.layers:
+        if type(layer).__name__ in ranks:
+            found[ranks[type(layer).__name__]].append(layer)
+    if not (found[1] and found[2]):
+        return []
+    return [Problem(layer.name, type(layer).__name__,
+                    "hls4ml 1.3's 1D and 2D depthwise convolution headers share one include guard, so a model "
+                    "with both does not compile", "export the 1D and the 2D parts as separate models, or use "
+                    "Conv1D instead of the 1D depthwise convolutions") for layer in found[1]]
+
+
 def _input_chain_problems(model):
     problems = []
     for tensor in model.inputs:
@@ -139,7 +155,8 @@ def export_problems(model):
     """List the `Problem` s that keep ``model`` from a bit-exact hls4ml export.
 
     Checks each layer class against hls4ml 1.3's handlers and its known gaps,
-    activations, weights off the fixed-point grid, float32 compute, and that
+    activations, weights off the fixed-point grid, float32 compute, 1D and 2D depthwise
+    convolutions together, and that
     every Input is followed by a :class:`FixedPointQuantizer`.
     """
     if not isinstance(model, keras.Model):
@@ -149,5 +166,6 @@ def export_problems(model):
     for layer in model.layers:
         problems.extend(_layer_problems(layer, registry))
     problems.extend(_global_pooling_2d_problems(model))
+    problems.extend(_depthwise_rank_problems(model))
     problems.extend(_input_chain_problems(model))
     return problems
