@@ -156,20 +156,6 @@ def depth_multiplier_problem(layer, remedy):
                          "convert (its depthwise rule assumes one output per input channel)", remedy)
 
 
-class _Pointwise:
-    """A separable convolution seen as its pointwise half (``kernel`` is its pointwise kernel)."""
-
-    def __init__(self, layer):
-        self._layer = layer
-
-    def __getattr__(self, name):
-        return getattr(self._layer, name)
-
-    @property
-    def kernel(self):
-        return self._layer.pointwise_kernel
-
-
 class _SeparableHandler(_ConvHandler):
     """Separable convolution → a depthwise H-convolution (no bias), then a pointwise one (kernel size 1)
     holding the bias, the folded BatchNorm and the fused activation. Both keep the trained weights."""
@@ -199,13 +185,16 @@ class _SeparableHandler(_ConvHandler):
         remedy = "use depth_multiplier=1 (the pointwise convolution sets the number of output channels)"
         return depth_multiplier_problem(layer, remedy) or super().structure_problem(layer)
 
+    def float_weights(self, layer):
+        return layer.pointwise_kernel, (layer.bias if layer.use_bias else None)
+
     def structure(self, layer):
         ones = (1,) * self.hgq_class.rank
         return {"filters": layer.filters, "kernel_size": ones, "strides": ones, "padding": "valid",
                 "dilation_rate": ones}
 
     def convert(self, layer, settings, bn=None, activation=None):
-        pointwise = super().convert(_Pointwise(layer), settings, bn=bn, activation=activation)
+        pointwise = super().convert(layer, settings, bn=bn, activation=activation)
         kwargs = settings.kwargs("kq_conf", "paq_conf", "beta", "parallel_factor")
         if "parallel_factor" not in kwargs and self.default_parallel_factor(layer) is not None:
             kwargs["parallel_factor"] = self.default_parallel_factor(layer)

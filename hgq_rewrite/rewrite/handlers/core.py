@@ -98,6 +98,10 @@ class WeightedHandler(LayerHandler):
             return own, None
         return "linear", own
 
+    def float_weights(self, layer):
+        """The float layer's kernel and bias (None without one), in the HGQ layer's layouts."""
+        return layer.kernel, (layer.bias if layer.use_bias else None)
+
     def describe(self, layer, bn=None, activation=None):
         name = self.bn_target if bn is not None else self.target
         _, extra = self._activations(layer, activation)
@@ -127,9 +131,10 @@ class WeightedHandler(LayerHandler):
             layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
 
         def transfer():
-            assign(new.kernel, layer.kernel)
-            if layer.use_bias:
-                assign(new.bias, layer.bias)
+            kernel, bias = self.float_weights(layer)
+            assign(new.kernel, kernel)
+            if bias is not None:
+                assign(new.bias, bias)
             if bn is not None:
                 if bn.scale:
                     assign(new.bn_gamma, bn.gamma)
