@@ -191,6 +191,16 @@ def test_zero_padding2d_alone_is_refused_at_export_too():
         hr.to_proxy_model(q)
 
 
+def test_zero_padding_that_is_also_a_model_output_is_refused_at_export():
+    x = keras.Input((6, 2))
+    pad = L.ZeroPadding1D(1, name="pad")(x)
+    model = keras.Model(x, [L.Conv1D(2, 3, name="conv")(pad), pad])
+    q = hr.quantize(model)
+    hr.trace_minmax(q, _inputs(model, 32, 0))
+    with pytest.raises(ProxyConversionError, match="'pad'.*model output"):
+        hr.to_proxy_model(q)
+
+
 @pytest.mark.parametrize("layer, remedy", [
     (L.SeparableConv1D(4, 3, depth_multiplier=2, name="big"), "the pointwise convolution sets the number"),
     (L.DepthwiseConv1D(3, depth_multiplier=2, name="big"), "followed by a Conv1D with kernel size 1"),

@@ -47,6 +47,7 @@ class ProxyBuilder:
         overflow: ``"WRAP"`` or ``"SAT"``, the overflow mode of the quantizers.
         max_table_bits: largest input width of a lookup table.
         call: the `hgq_rewrite.walker.Call` being emitted.
+        graph_outputs: ids of the output tensors of the (nested) model ``call`` belongs to.
         formats: ``id(HQuantizer) -> (quantizer, (k, i, f))``, the format its firmware cast uses.
         float32_inexact: names of layers whose float32 sums may need more than 24 significant bits.
     """
@@ -58,6 +59,7 @@ class ProxyBuilder:
         self.max_table_bits = int(max_table_bits)
         self.name = Namer()
         self.call = None
+        self.graph_outputs = set()  # ids of the output tensors of the graph level ``call`` belongs to
         self.prefix = None
         self.frac = {}  # id(proxy tensor) -> fractional bits its values carry, shape (1, *features), -inf = zero
         self.modes = {}  # id(proxy tensor) -> (rounding, overflow) of the last quantizer before it
@@ -126,6 +128,7 @@ class ProxyBuilder:
                 outs = self.run(call.layer, args, prefix=call.layer.name)
             else:
                 self.call, self.prefix = call, prefix
+                self.graph_outputs = {id(t) for t in level.outputs}
                 outs = self.emit(call.layer, args)
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
             for t, new in zip(call.outputs, outs):

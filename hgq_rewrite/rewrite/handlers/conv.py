@@ -25,6 +25,7 @@ from ...layers.conv import (
 )
 from ...layers.links import graph_node_indices, input_producers
 from ...layers.passive import PZeroPadding1D, PZeroPadding2D
+from ...proxy.errors import ProxyConversionError
 from ...proxy.frac import conv_frac, conv_magnitude
 from ..handler import Conversion, ExportProblem
 from ..registry import register_builtin
@@ -294,6 +295,10 @@ class _ZeroPaddingHandler(PassiveHandler):
                              "the padding is the one 'same' adds), or pad the data before the firmware")
 
     def emit(self, layer, inputs, ctx):
+        if any(id(t) in ctx.graph_outputs for t in ctx.call.outputs):
+            raise ProxyConversionError(
+                f"Layer {layer.name!r} ({type(layer).__name__}): its output is a model output, and hls4ml 1.3's "
+                "bit-exact pass has no rule for zero padding. Remedy: pad the data after the firmware.")
         return inputs[0]  # the convolutions reading it pad (proxy_padding)
 
 
