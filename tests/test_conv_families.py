@@ -76,7 +76,7 @@ def test_explain_shows_the_new_families_and_that_they_export():
     plan = hr.explain(_sequence_model())
     assert plan["dw"].target == "HDepthwiseConv1D"
     assert plan["sep"].target == "HDepthwiseConv1D + HConv1D"
-    assert plan["pad"].target == "PZeroPadding1D"
+    assert plan["pad"].target == "PZeroPadding1D (exported folded into 'conv')"
     assert plan["prelu"].target == "HPReLU"
     assert all(plan[n].exports == "yes" for n in ("dw", "sep", "pad", "prelu"))
     plan = hr.explain(_image_model())

@@ -285,6 +285,12 @@ class _ZeroPaddingHandler(PassiveHandler):
     def args(self, layer):
         return {"padding": layer.padding}
 
+    def describe(self, layer, **fused):
+        if fold_problem(layer) is not None:
+            return self.target
+        readers = ", ".join(repr(node.operation.name) for node in outbound_nodes(layer))
+        return f"{self.target} (exported folded into {readers})"
+
     def export_problem(self, layer, **fused):
         why = fold_problem(layer)
         if why is None:
