@@ -160,6 +160,20 @@ def test_hgq_models_with_the_new_layers_save_and_load(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), q.predict(x, verbose=0))
 
 
+def test_a_reloaded_sequential_model_still_folds_its_padding(tmp_path):
+    # a reloaded Sequential keeps stale calls in its layers' nodes: only the model graph's calls count
+    model = keras.Sequential([keras.Input((6, 6, 2)), L.ZeroPadding2D(1, name="pad"), L.Conv2D(3, 3, name="conv"),
+                              L.PReLU(shared_axes=[1, 2], name="prelu"), L.Flatten(), L.Dense(2, name="out")])
+    q = hr.quantize(model, strict=True)
+    x = _inputs(model, N_TEST, 0)
+    hr.trace_minmax(q, x)
+    q.save(tmp_path / "seq.keras")
+    loaded = keras.models.load_model(tmp_path / "seq.keras")
+    proxy = hr.to_proxy_model(loaded)
+    assert proxy.get_layer("conv").padding == "same" and "ZeroPadding2D" not in _kinds(proxy)
+    assert _mismatching_rows(loaded, proxy, x) == 0
+
+
 # -- refusals ----------------------------------------------------------------------------------------------
 def _refused(model, name, why, remedy):
     exports = hr.explain(model)[name].exports

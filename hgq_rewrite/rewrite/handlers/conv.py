@@ -243,20 +243,31 @@ def same_pads(n, k, s):
     return out, (total // 2, total - total // 2)
 
 
+def graph_readers(pad):
+    """The layers reading ``pad``'s output in the model graph (a reloaded Sequential's stale calls left out)."""
+    readers = []
+    for node in outbound_nodes(pad):
+        op = node.operation
+        index = next((i for i, n in enumerate(inbound_nodes(op)) if n is node), None)
+        if index in graph_node_indices(op) and not any(op is r for r in readers):
+            readers.append(op)
+    return readers
+
+
 def fold_problem(pad):
     """None when ``pad`` folds into every convolution reading it (each with padding='valid' then computes
     what it computes with padding='same' on the unpadded input), else why not."""
-    nodes = inbound_nodes(pad)
-    if len(nodes) != 1:
-        return f"it is called {len(nodes)} times"
-    spatial = tuple(nodes[0].arguments.keras_tensors[0].shape[1:-1])
-    readers = [node.operation for node in outbound_nodes(pad)]
+    calls = graph_node_indices(pad)
+    if len(calls) != 1:
+        return f"it is called {len(calls)} times"
+    spatial = tuple(inbound_nodes(pad)[calls[0]].arguments.keras_tensors[0].shape[1:-1])
+    readers = graph_readers(pad)
     if not readers:
         return "no convolution reads it"
     for conv in readers:
         if not isinstance(conv, CONVOLUTIONS):
             return f"{conv.name!r} ({type(conv).__name__}) reads it, not a convolution"
-        if len(inbound_nodes(conv)) != 1:
+        if len(graph_node_indices(conv)) != 1:
             return f"convolution {conv.name!r} is shared"
         if conv.padding != "valid" or any(d != 1 for d in conv.dilation_rate):
             return f"convolution {conv.name!r} has padding={conv.padding!r} (needs 'valid', dilation_rate 1)"
@@ -288,7 +299,7 @@ class _ZeroPaddingHandler(PassiveHandler):
     def describe(self, layer, **fused):
         if fold_problem(layer) is not None:
             return self.target
-        readers = ", ".join(repr(node.operation.name) for node in outbound_nodes(layer))
+        readers = ", ".join(repr(conv.name) for conv in graph_readers(layer))
         return f"{self.target} (exported folded into {readers})"
 
     def export_problem(self, layer, **fused):
