@@ -18,7 +18,10 @@ TARGET = os.path.join(os.path.dirname(HERE), "layers.md")
 GROUPS = {  # converter module -> section title
     "core": "Layers with weights",
     "conv": "Convolutions",
+    "einsum": "Einsums",
+    "attention": "Attention",
     "batchnorm": "Normalization",
+    "normalization": "Layer normalization",
     "activation": "Activations",
     "prelu": "PReLU",
     "softmax": "Softmax",
