@@ -215,6 +215,14 @@ def test_a_table_above_max_table_bits_is_refused_with_the_remedy():
         to_proxy_model(model, max_table_bits=12)
 
 
+def test_qonnx_export_refuses_the_softmax_with_the_remedy(tmp_path):
+    pytest.importorskip("qonnx")
+    from hgq_rewrite.export.qonnx import QONNXExportError, to_qonnx
+
+    with pytest.raises(QONNXExportError, match="'sm' \\(FixedPointSoftmax\\).*Remedy"):
+        to_qonnx(to_proxy_model(_hand_built((5,))), tmp_path / "m.onnx")
+
+
 def test_bad_arguments_name_the_layer():
     with pytest.raises(ValueError, match="'s'.*scale"):
         HSoftmax(scale=0.0, name="s")

@@ -36,6 +36,7 @@ import keras
 
 from ..compat.keras_private import keras_history
 from ..proxy.fixed_point_layer import FixedPointQuantizer
+from ..proxy.softmax import FixedPointSoftmax
 from ..proxy.unary_lut import UnaryLUT
 from ._deps import require
 from .source import as_proxy, call_order
@@ -349,6 +350,11 @@ class _Exporter:
         if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
                               keras.layers.AlphaDropout)):
             return x
+        if isinstance(layer, FixedPointSoftmax):
+            raise QONNXExportError(
+                f"Layer {layer.name!r} (FixedPointSoftmax): QONNX has no table softmax. Remedy: export the model "
+                "without its softmax (argmax of the logits is unchanged) and apply it after, or export to hls4ml."
+            )
         raise QONNXExportError(
             f"Layer {layer.name!r} ({type(layer).__name__}) has no QONNX encoding. Remedy: export the proxy made "
             "by hr.to_proxy_model, whose layers are listed in docs/qonnx.md."
