@@ -58,6 +58,7 @@ def _hls4ml_mismatches(proxy, x):
     from hgq_rewrite.proxy.bit_exact import check_bit_exact
 
     report = check_bit_exact(proxy, x)
+    print(f"\n[{proxy.name}] {report}")  # visible with pytest -s
     assert report.n_samples == len(x)
     return report
 
