@@ -68,7 +68,8 @@ class MultiHeadAttentionHandler(LayerHandler):
                     "last axis); reshape the input to one sequence axis")
         for j in range(len(inbound_nodes(layer))):
             args = call_arguments(layer, j)
-            given = [m for m in _MASKS if args[m] is not None] + (["use_causal_mask"] if args["use_causal_mask"] else [])
+            given = [m for m in _MASKS if args[m] is not None]
+            given += ["use_causal_mask"] if args["use_causal_mask"] else []
             given += [r for r in ("query", "value", "key") if getattr(args[r], "_keras_mask", None) is not None]
             if given:
                 return (f"masked attention ({', '.join(given)}): hls4ml 1.3's attention has no masks; remedy: "

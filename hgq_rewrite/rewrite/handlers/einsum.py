@@ -6,10 +6,9 @@ Both nodes are io_parallel only, and take equations whose batch letter comes fir
 every other letter appears in two of the three terms.
 """
 
+import keras
 import numpy as np
 from keras import ops
-
-import keras
 
 from ...layers import HActivation
 from ...layers.einsum import HEinsum, HEinsumDense, split_equation
@@ -50,7 +49,8 @@ def float32_may_round(layer, magnitude, f_avail):
 
 def _bounds(layer, node_index=None):
     """``2**i`` per input element: a bound of its magnitude, from the traced formats."""
-    return [2.0 ** np.asarray(ops.convert_to_numpy(i), np.float64) for _, i, _ in layer.input_kif_maps(True, node_index)]
+    maps = layer.input_kif_maps(True, node_index)
+    return [2.0 ** np.asarray(ops.convert_to_numpy(i), np.float64) for _, i, _ in maps]
 
 
 @register_builtin
