@@ -35,9 +35,6 @@ class HPReLU(HKernelLayer):
                              f"{tuple(input_shape)}.")
         return tuple(shape)
 
-    def out_channels(self):
-        return self._input_shape[-1]
-
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
