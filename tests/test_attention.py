@@ -145,6 +145,21 @@ def test_einsum_of_two_inputs_exports_exactly_and_counts_bit_products():
     assert model.get_layer("scores").ebops == expected.sum() > 0
 
 
+def test_keras_ops_einsum_of_two_tensors_becomes_heinsum():
+    q_in, k_in = keras.Input((6, 2, 4)), keras.Input((5, 2, 4))
+    q, k = L.Dense(4, name="dq")(q_in), L.Dense(4, name="dk")(k_in)
+    context = keras.ops.einsum("acbe,aecd->abcd", keras.ops.einsum("aecd,abcd->acbe", k, q), k)
+    model = keras.Model([q_in, k_in], context, name="ops_einsum")
+    plan = hr.explain(model)
+    assert (plan["einsum"].target, plan["einsum"].exports, plan["einsum_1"].target) == ("HEinsum", "yes", "HEinsum")
+    q, proxy, x = _train_trace_proxy(model)
+    assert isinstance(q.get_layer("einsum"), HEinsum)
+    assert _mismatching_rows(q, proxy, x) == 0
+    three = keras.ops.einsum("abc,abc,abc->abc", q_in[:, :, 0], q_in[:, :, 1], q_in[:, :, 0])
+    entry = next(e for e in hr.explain(keras.Model(q_in, three)).entries if e.float_class == "Einsum")
+    assert entry.decision == "unsupported" and "einsum of 3 tensor(s)" in entry.reason
+
+
 def test_einsum_needs_the_batch_letter_first():
     with pytest.raises(ValueError, match="must start every operand and the output with the batch axis"):
         HEinsum("bcd,abd->abc")

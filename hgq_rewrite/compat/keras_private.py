@@ -4,6 +4,7 @@
   ``Functional._inputs_struct`` / ``_outputs_struct``, ``Layer._inbound_nodes`` / ``_outbound_nodes`` and
   ``KerasTensor._keras_history``;
 - the ``Functional`` class (``keras.src.models.functional``);
+- the class of the operation ``keras.ops.einsum`` records in a functional graph (``EinsumOp``);
 - the attributes ``Model.compile`` sets, to put a model's compile state back after a failed fit.
 
 ``hgq_rewrite.layers.base`` also overrides ``Layer._get_own_losses`` / ``Layer._clear_losses``
@@ -12,8 +13,10 @@
 
 import keras
 from keras.src.models.functional import Functional  # the class of functional models
+from keras.src.ops.numpy import Einsum as EinsumOp  # what keras.ops.einsum records in a functional graph
 
-__all__ = ["Functional", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "graph_io", "calls_in_order", "inbound_nodes",
+__all__ = ["Functional", "EinsumOp", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "graph_io", "calls_in_order",
+           "inbound_nodes",
            "outbound_nodes",
            "keras_history", "compile_state", "restore_compile_state"]
 

@@ -45,7 +45,7 @@ class _Builder:
             layers = list(conv.layers)
             if not layers:
                 raise RewriteError(f"The converter of {lp.path!r} returned no layer.")
-            if not lp.layer.trainable:
+            if not getattr(lp.layer, "trainable", True):  # an operation (keras.ops.einsum) has no such flag
                 for layer in layers:
                     layer.trainable = False
             if conv.transfer is not None:

@@ -1,4 +1,5 @@
-"""Einsums: EinsumDense (→ HEinsumDense) and HEinsum (two quantized inputs; built by the attention handler).
+"""Einsums: EinsumDense (→ HEinsumDense) and ``keras.ops.einsum`` of two tensors (→ HEinsum, two quantized
+inputs; the attention handler builds them too).
 
 The proxy holds ``keras.layers.EinsumDense`` with ``qkernel``/``qbias`` (hls4ml 1.3's ``EinsumDense``
 node) or `ProxyEinsum` (its ``Einsum`` node), then a quantizer with the layer's traced output format.
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ...compat.keras_private import EinsumOp, inbound_nodes
 from ...layers import HActivation
 from ...layers.einsum import HEinsum, HEinsumDense, split_equation
 from ...proxy.einsum import ProxyEinsum, einsum_frac, einsum_magnitude
@@ -110,15 +112,32 @@ class EinsumDenseHandler(WeightedHandler):
 
 @register_builtin
 class EinsumHandler(LayerHandler):
-    """HEinsum → `ProxyEinsum` and a quantizer (a product carries the sum of its factors' fractional bits)."""
+    """``keras.ops.einsum`` of two tensors → HEinsum; HEinsum → `ProxyEinsum` and a quantizer (a product
+    carries the sum of its factors' fractional bits)."""
 
+    float_classes = (EinsumOp,)
     hgq_classes = (HEinsum,)
     target = "HEinsum"
     fields = ("beta", "activation")
     exports_doc = "yes, io_parallel (batch letter first everywhere, every other letter in two of the three terms)"
 
+    def check(self, layer):
+        for node in inbound_nodes(layer):
+            n = len(node.arguments.keras_tensors)
+            if n != 2 or len(node.arguments.args) != 2:
+                return f"einsum of {n} tensor(s) (only of two tensors; remedy: chain two-operand einsums)"
+        try:
+            HEinsum(layer.subscripts)
+        except ValueError as e:
+            return str(e).split(": ", 1)[1]
+        return None
+
     def export_problem(self, layer, **fused):
-        return equation_problem(layer.equation)
+        return equation_problem(getattr(layer, "equation", None) or layer.subscripts)
+
+    def convert(self, layer, settings, **fused):
+        new = HEinsum(layer.subscripts, name=settings.name, **settings.kwargs("beta", "paq_conf"))
+        return Conversion([new], call_inputs=lambda args, kwargs: list(args))
 
     def emit(self, layer, inputs, ctx):
         name = ctx.layer_name(layer)
