@@ -252,11 +252,6 @@ def test_attention_model_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), q.predict(x, verbose=0))
 
 
-def test_encoder_block_exports_exactly():
-    q, proxy, x = _train_trace_proxy(_encoder_model())
-    assert _mismatching_rows(q, proxy, x) == 0
-
-
 # -- through hls4ml ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @needs_gxx
