@@ -230,17 +230,19 @@ def test_attention_exports_exactly(cross):
     assert _mismatching_rows(q, proxy, x) == 0
 
 
-def test_masked_attention_and_attention_scores_are_refused():
+def test_masked_gated_and_score_returning_attention_is_refused():
     x = keras.Input((6, 8))
     mask = keras.Input((6, 6), dtype="bool")
     outs = [L.MultiHeadAttention(2, 4, name="masked")(x, x, attention_mask=mask),
             L.MultiHeadAttention(2, 4, name="causal")(x, x, use_causal_mask=True),
-            L.MultiHeadAttention(2, 4, name="scores")(x, x, return_attention_scores=True)[0]]
+            L.MultiHeadAttention(2, 4, name="scores")(x, x, return_attention_scores=True)[0],
+            L.MultiHeadAttention(2, 4, use_gate=True, name="gated")(x, x)]
     plan = hr.explain(keras.Model([x, mask], outs))
     assert plan["masked"].decision == "unsupported"
     assert "masked attention (attention_mask)" in plan["masked"].reason and "no masks" in plan["masked"].reason
     assert "masked attention (use_causal_mask)" in plan["causal"].reason
     assert "return_attention_scores=True" in plan["scores"].reason
+    assert "use_gate=True is not supported" in plan["gated"].reason
 
 
 def test_attention_model_saves_and_loads(tmp_path):

@@ -5,6 +5,7 @@
   ``KerasTensor._keras_history``;
 - the ``Functional`` class (``keras.src.models.functional``);
 - the class of the operation ``keras.ops.einsum`` records in a functional graph (``EinsumOp``);
+- a built ``MultiHeadAttention``'s einsum equations, and a tensor's Keras mask;
 - the attributes ``Model.compile`` sets, to put a model's compile state back after a failed fit.
 
 ``hgq_rewrite.layers.base`` also overrides ``Layer._get_own_losses`` / ``Layer._clear_losses``
@@ -16,6 +17,7 @@ from keras.src.models.functional import Functional  # the class of functional mo
 from keras.src.ops.numpy import Einsum as EinsumOp  # what keras.ops.einsum records in a functional graph
 
 __all__ = ["Functional", "EinsumOp", "LOSS_HOOKS", "COMPILE_ATTRS", "functional_graph", "graph_io", "calls_in_order",
+           "attention_equations", "keras_mask",
            "inbound_nodes",
            "outbound_nodes",
            "keras_history", "compile_state", "restore_compile_state"]
@@ -75,3 +77,13 @@ def restore_compile_state(model, state):
             object.__setattr__(model, key, state[key])
         elif key in model.__dict__:
             object.__delattr__(model, key)
+
+
+def attention_equations(layer):
+    """``(scores, combine)``: the einsum equations a built ``MultiHeadAttention`` computes with."""
+    return layer._dot_product_equation, layer._combine_equation
+
+
+def keras_mask(tensor):
+    """The Keras mask a (symbolic) tensor carries, or None."""
+    return getattr(tensor, "_keras_mask", None)

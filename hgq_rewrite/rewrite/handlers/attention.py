@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ...compat.keras_private import inbound_nodes
+from ...compat.keras_private import attention_equations, inbound_nodes, keras_mask
 from ...layers import HEinsum, HEinsumDense, HSoftmax
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
@@ -40,11 +40,6 @@ def call_arguments(layer, node_index):
     return bound.arguments
 
 
-def attention_equations(layer):
-    """``(scores, combine)`` einsum equations of a built MultiHeadAttention (Keras internals)."""
-    return layer._dot_product_equation, layer._combine_equation
-
-
 def _projections(layer):
     return {"query": layer.query_dense, "key": layer.key_dense, "value": layer.value_dense,
             "attention_output": layer.output_dense}
@@ -60,9 +55,10 @@ class MultiHeadAttentionHandler(LayerHandler):
     def check(self, layer):
         if not layer.built:
             return "not built (call it on inputs first)"
-        for attr, what in (("_use_gate", "use_gate=True"), ("_sliding_window", "sliding_window")):
-            if getattr(layer, attr, None):
-                return f"{what} is not supported (remedy: plain attention without it)"
+        config = layer.get_config()
+        for option in ("use_gate", "sliding_window"):
+            if config.get(option):
+                return f"{option}={config[option]!r} is not supported (remedy: plain attention without it)"
         if len(layer.attention_axes) != 1:
             return (f"attention over axes {layer.attention_axes}: only one attention axis (the softmax is over the "
                     "last axis); reshape the input to one sequence axis")
@@ -70,7 +66,7 @@ class MultiHeadAttentionHandler(LayerHandler):
             args = call_arguments(layer, j)
             given = [m for m in _MASKS if args[m] is not None]
             given += ["use_causal_mask"] if args["use_causal_mask"] else []
-            given += [r for r in ("query", "value", "key") if getattr(args[r], "_keras_mask", None) is not None]
+            given += [r for r in ("query", "value", "key") if keras_mask(args[r]) is not None]
             if given:
                 return (f"masked attention ({', '.join(given)}): hls4ml 1.3's attention has no masks; remedy: "
                         "call it without masks (fixed-length inputs)")
