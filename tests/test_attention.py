@@ -117,7 +117,9 @@ def test_einsum_dense_equations_hls4ml_refuses_are_reported():
     x = keras.Input((5, 6))
     sums = L.EinsumDense("abc,cd->ad", output_shape=(4,), name="sums")(x)  # sums over the positions b
     ellipsis = L.EinsumDense("...c,cd->...d", output_shape=(3,), name="ellipsis")(x)
-    plan = hr.explain(keras.Model(x, [sums, ellipsis]))
+    probs = L.EinsumDense("abc,cd->abd", output_shape=(5, 3), activation="softmax", name="probs")(x)
+    plan = hr.explain(keras.Model(x, [sums, ellipsis, probs]))
+    assert (plan["probs"].target, plan["probs"].exports) == ("HEinsumDense + HSoftmax", "yes")
     assert plan["sums"].exports.startswith("no: equation 'abc,cd->ad' sums over 'b', found in one term only")
     assert plan["ellipsis"].decision == "unsupported" and "no '...'" in plan["ellipsis"].reason
 

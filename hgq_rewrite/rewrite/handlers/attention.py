@@ -14,15 +14,12 @@ import inspect
 import math
 
 import keras
-import numpy as np
-from keras import ops
 
 from ...compat.keras_private import attention_equations, inbound_nodes, keras_mask
-from ...layers import HEinsum, HEinsumDense, HSoftmax
+from ...layers import HEinsum, HSoftmax
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
-from ._common import assign
-from .einsum import EinsumDenseHandler, equation_problem
+from .einsum import EinsumDenseHandler, equation_problem, heinsum_dense_like, transfer_weights
 
 _MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
 _DENSE = EinsumDenseHandler()  # for the float projections' carried arguments and export checks
@@ -97,8 +94,8 @@ class MultiHeadAttentionHandler(LayerHandler):
         inputs = {r: keras.Input(batch_shape=tuple(t.shape), name=f"{settings.name}_{r}") for r, t in tensors.items()}
         floats = _projections(layer)
         dense_kwargs = settings.kwargs("kq_conf", "paq_conf", "beta")
-        news = {r: HEinsumDense(d.equation, d.partial_output_shape, bias_axes=d.bias_axes, name=_NAMES[r],
-                                **_DENSE.carried_kwargs(d), **dense_kwargs) for r, d in floats.items()}
+        news = {r: heinsum_dense_like(d, _NAMES[r], **_DENSE.carried_kwargs(d), **dense_kwargs)
+                for r, d in floats.items()}
         other_kwargs = settings.kwargs("paq_conf", "beta")
         scores_eq, combine_eq = attention_equations(layer)
         q, k, v = (news[r](inputs[r]) for r in ("query", "key", "value"))
@@ -110,10 +107,7 @@ class MultiHeadAttentionHandler(LayerHandler):
 
         def transfer():
             for role, new in news.items():
-                assign(new.kernel, floats[role].kernel)
-                if floats[role].bias is not None:
-                    assign(new.bias, np.reshape(ops.convert_to_numpy(floats[role].bias), -1))
-                new.adapt_kernel_bits()
+                transfer_weights(new, floats[role])
 
         def call_inputs(call_args, call_kwargs):
             bound = inspect.signature(layer.call).bind(*call_args, **call_kwargs)

@@ -12,13 +12,12 @@ import numpy as np
 from keras import ops
 
 from ...compat.keras_private import EinsumOp, inbound_nodes
-from ...layers import HActivation
 from ...layers.einsum import HEinsum, HEinsumDense, split_equation
 from ...proxy.einsum import ProxyEinsum, einsum_frac, einsum_magnitude
 from ...proxy.frac import frac_bits
 from ..handler import Conversion, ExportProblem, LayerHandler
 from ..registry import register_builtin
-from ._common import assign
+from ._common import activation_layer, assign
 from .core import FLOAT32_SIGNIFICAND_BITS, WeightedHandler
 
 
@@ -55,13 +54,28 @@ def _bounds(layer, node_index=None):
     return [2.0 ** np.asarray(ops.convert_to_numpy(i), np.float64) for _, i, _ in maps]
 
 
+def heinsum_dense_like(layer, name, **kwargs):
+    """An HEinsumDense with the structure of the float EinsumDense ``layer``, for `transfer_weights`."""
+    new = HEinsumDense(layer.equation, layer.partial_output_shape, bias_axes=layer.bias_axes, name=name, **kwargs)
+    new.init_kernel_on_build = False  # transfer_weights sets kernel and bias, then adapts the bits
+    return new
+
+
+def transfer_weights(new, layer):
+    """Copy a float EinsumDense's kernel and bias into an HEinsumDense (which stores its bias flat)."""
+    assign(new.kernel, layer.kernel)
+    if layer.bias is not None:
+        assign(new.bias, np.reshape(ops.convert_to_numpy(layer.bias), -1))
+    new.adapt_kernel_bits()
+
+
 @register_builtin
 class EinsumDenseHandler(WeightedHandler):
     float_classes = (keras.layers.EinsumDense,)
     hgq_class = HEinsumDense
     fields = ("beta", "kernel", "activation")
     exports_doc = ("yes, io_parallel (batch letter first, every other letter in two of the three terms; "
-                   "`activation='softmax'`: no)")
+                   "`activation='log_softmax'`: no)")
 
     def check(self, layer):
         try:
@@ -76,21 +90,12 @@ class EinsumDenseHandler(WeightedHandler):
 
     def convert(self, layer, settings, bn=None, activation=None):
         inner, extra = self._activations(layer, activation)
-        new = HEinsumDense(layer.equation, layer.partial_output_shape, bias_axes=layer.bias_axes, activation=inner,
-                           name=settings.name, **self.carried_kwargs(layer),
-                           **settings.kwargs("kq_conf", "paq_conf", "beta"))
+        new = heinsum_dense_like(layer, settings.name, activation=inner, **self.carried_kwargs(layer),
+                                 **settings.kwargs("kq_conf", "paq_conf", "beta"))
         layers = [new]
         if extra is not None:
-            layers.append(HActivation(extra, name=settings.unique_name(f"{settings.name}_{extra}"),
-                                      **settings.kwargs("beta", "paq_conf")))
-
-        def transfer():
-            assign(new.kernel, layer.kernel)
-            if layer.bias is not None:
-                assign(new.bias, np.reshape(ops.convert_to_numpy(layer.bias), -1))
-            new.adapt_kernel_bits()
-
-        return Conversion(layers, transfer)
+            layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
+        return Conversion(layers, lambda: transfer_weights(new, layer))
 
     def plain_layer(self, layer, common):
         common = {k: v for k, v in common.items() if k != "use_bias"}
