@@ -128,3 +128,33 @@ def test_defaults_change_globally_and_per_layer():
     layer = keras.layers.Layer()  # noqa: F841 - defaults are read when a quantizer is created
     assert HQuantizer(None, "kernel").config["init_bw"] == 7
     assert HQuantizer({"init_bw": 2}, "kernel").config["init_bw"] == 2
+
+
+def _bit_gradient(q, w):
+    """Value of the kernel-bits estimate and its gradient with respect to the fractional bits."""
+    with tf.GradientTape() as tape:
+        bits = q.kernel_bits(q(w, training=False), values=w)
+        total = ops.sum(bits)
+    return bits.numpy(), tape.gradient(total, q.fbw).numpy()
+
+
+def test_pruned_weights_keep_their_bit_gradient_within_the_prune_margin():
+    # 0.3 has integer bits -1: f = 1 rounds it to 0.5 (1 bit), f = 0 rounds it to 0 (pruned)
+    w = tf.constant([0.3, 0.3, 0.3, 0.3], "float32")
+    q = make("kernel", (4,), prune_margin=2)
+    q.fbw.assign([1.0, 0.0, -1.0, -2.0])
+    bits, grad = _bit_gradient(q, w)
+    np.testing.assert_array_equal(bits, [1, 0, 0, 0])  # the value stays the exact bit count
+    np.testing.assert_array_equal(grad, [1, 1, 0, 0])  # pushed on while -1 + f + 2 > 0
+    q0 = make("kernel", (4,), prune_margin=0)
+    q0.fbw.assign([1.0, 0.0, -1.0, -2.0])
+    _, grad0 = _bit_gradient(q0, w)
+    np.testing.assert_array_equal(grad0, [1, 0, 0, 0])  # margin 0: the push stops where the weight rounds to 0
+
+
+def test_prune_margin_is_checked_and_kernel_only():
+    with pytest.raises(ValueError, match="prune_margin must be a finite number >= 0"):
+        HQuantizer({"prune_margin": -1}, "kernel", owner="d1")
+    with pytest.raises(ValueError, match="'prune_margin' applies to kernel quantizers only"):
+        HQuantizer({"prune_margin": 2}, "activation", owner="d1")
+    assert HQuantizer(None, "kernel").config["prune_margin"] == 3

@@ -12,6 +12,9 @@ A quantizer config is a plain dict:
 - ``bw_clip``: (min, max) clip of the fractional bits (finite, min <= max).
 - ``trainable``: whether the bits are trained (a bool; the string "false" is refused).
 - ``l1``: strength of the bit-count regulariser ``l1 * sum(f)`` (finite, >= 0).
+- ``prune_margin`` (kernels only): bits below a weight's float magnitude down to which the EBOPs
+  penalty keeps lowering its fractional bits once it rounds to zero (finite, >= 0; 0 stops at the
+  rounding threshold). A pruned weight then has to grow about ``2**prune_margin`` times to come back.
 
 `validate_config` is the one place these values are checked; `check_beta` is the
 one check of the EBOPs penalty ``beta`` (finite, >= 0).
@@ -26,10 +29,12 @@ import numpy as np
 
 from .fixed_point import ROUNDING_MODES
 
-_FIELDS = ("init_bw", "granularity", "rounding", "bw_clip", "trainable", "l1")
+_FIELDS = ("init_bw", "granularity", "rounding", "bw_clip", "trainable", "l1", "prune_margin")
+_KERNEL_ONLY = ("prune_margin",)
 GRANULARITIES = ("element", "channel", "tensor")
 
-_LIBRARY_KQ = dict(init_bw=4.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6)
+_LIBRARY_KQ = dict(init_bw=4.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6,
+                   prune_margin=3.0)
 _LIBRARY_PAQ = dict(init_bw=8.0, granularity="element", rounding="RND", bw_clip=(-23, 23), trainable=True, l1=1e-6)
 
 _defaults = {"kernel": dict(_LIBRARY_KQ), "activation": dict(_LIBRARY_PAQ)}
@@ -95,6 +100,12 @@ def _check_l1(value):
     return float(value)
 
 
+def _check_prune_margin(value):
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"prune_margin must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _check_rounding(value):
     if not isinstance(value, str) or value not in ROUNDING_MODES:
         raise ValueError(f"rounding {value!r} is not one of {', '.join(ROUNDING_MODES)}")
@@ -124,6 +135,9 @@ def validate_config(conf, where="quantizer config", role=None):
         close = sorted({c for u in unknown for c in difflib.get_close_matches(u, _FIELDS, n=2, cutoff=0.6)})
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
         raise ValueError(f"{where}: unknown field(s) {unknown}{hint}; valid fields are {list(_FIELDS)}.")
+    misplaced = [name for name in _KERNEL_ONLY if name in conf and role == "activation"]
+    if misplaced:
+        raise ValueError(f"{where}: {misplaced[0]!r} applies to kernel quantizers only; move it to the kernel config.")
     out = {}
     for name, value in conf.items():
         try:
@@ -139,6 +153,7 @@ _CHECKS = {
     "bw_clip": _check_bw_clip,
     "trainable": _check_trainable,
     "l1": _check_l1,
+    "prune_margin": _check_prune_margin,
 }
 
 

@@ -305,16 +305,30 @@ class HQuantizer(keras.layers.Layer):
         i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
         return k, i, ste_round(fbw)
 
-    def kernel_bits(self, q, exact=False):
-        """Bits of each (quantized) weight, no sign bit: differentiable estimate or exact span."""
+    def kernel_bits(self, q, exact=False, values=None):
+        """Bits of each (quantized) weight, no sign bit: differentiable estimate or exact span.
+
+        ``values``: the float weights ``q`` was quantized from. With them, the estimate keeps its
+        value but its gradient keeps pushing a weight's fractional bits down until they are
+        ``prune_margin`` bits below its float magnitude (see `_int_bits`), so a weight that has just
+        rounded to zero is pushed on past the rounding threshold instead of flickering back.
+        """
         if exact:
             return ops.convert_to_tensor(significant_bits(ops.convert_to_numpy(q)).astype("float32"))
-        a = ops.abs(q)
+        f = ste_round(self.fbw)
+        bits = ops.relu(self._int_bits(q) + f)
+        margin = self.config["prune_margin"]
+        if values is not None and margin > 0:
+            reach = ops.relu(self._int_bits(values) + f + margin)
+            bits = ops.stop_gradient(bits) + reach - ops.stop_gradient(reach)
+        return bits if tuple(bits.shape) == tuple(q.shape) else bits * ops.ones_like(q)
+
+    def _int_bits(self, w):
+        """Integer bits ``floor(log2 |w|) + 1`` of each weight group's largest magnitude (no gradient)."""
+        a = ops.abs(w)
         if self.axes:
             a = ops.max(a, axis=self.axes, keepdims=True)
-        i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
-        bits = ops.relu(i + ste_round(self.fbw))
-        return bits if tuple(bits.shape) == tuple(q.shape) else bits * ops.ones_like(q)
+        return ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
 
     def max_fraction_bits(self, keep_axis=-1):
         """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this)."""

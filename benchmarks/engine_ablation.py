@@ -1,0 +1,136 @@
+"""Engine ablation: which training choice moves our accuracy-vs-EBOPs front (issue 11).
+
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/engine_ablation.py --task mnist1d --seed 0 \
+        --betas 1e-4 --variants default scale1 scale3 [--hgq2] [--out results/ablation_mnist1d.json]
+
+One trained float model per (task, seed); every variant rewrites it with ``quantize(calibration_data=x)``
+and fine-tunes it for the task's N epochs (the settings of ``run.py``) at a fixed beta. ``--hgq2`` adds
+HGQ2 from scratch with the same N epochs as the reference row. EBOPs are the unified rule of
+``benchmarks/ebops.py`` on the exported hls4ml model (no C simulation), accuracy is the test accuracy of
+the model itself. A variant is a set of keyword arguments for ``quantize`` / ``finetune`` (see VARIANTS).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+
+import harness as H  # noqa: E402
+from models import float_model  # noqa: E402
+from run import FULL, load  # noqa: E402
+
+def _l1(value):
+    return {"defaults": {"kernel": {"l1": value}, "output": {"l1": value}}}
+
+
+_NO_L1 = _l1(0.0)
+
+# name -> quantize kwargs, finetune kwargs; "scratch": rewrite the untrained float model;
+# "calibrate": quantize(calibration_data=x) (the default)
+VARIANTS = {
+    "default": {},
+    "scale1": {"finetune": {"bitwidth_lr_scale": 1.0}},
+    "scale3": {"finetune": {"bitwidth_lr_scale": 3.0}},
+    "scale30": {"finetune": {"bitwidth_lr_scale": 30.0}},
+    "nocalib": {"calibrate": False},
+    "nocalib_scale3": {"calibrate": False, "finetune": {"bitwidth_lr_scale": 3.0}},
+    "l1zero_scale3": {"quantize": {"config": _NO_L1}, "finetune": {"bitwidth_lr_scale": 3.0}},
+    "prune0": {"quantize": {"config": {"defaults": {"kernel": {"prune_margin": 0.0}}}}},
+    "l1_1e8": {"quantize": {"config": _l1(1e-8)}},
+    "l1_1e7": {"quantize": {"config": _l1(1e-7)}},
+    "scratch": {"scratch": True, "calibrate": False},
+    "scratch_scale3": {"scratch": True, "calibrate": False, "finetune": {"bitwidth_lr_scale": 3.0}},
+}
+
+
+def run_variant(name, task, float_m, data, beta, cfg, lr, seed, workdir, target=None):
+    import hgq_rewrite as hr
+
+    v = VARIANTS[name]
+    x, y, xt, yt = data
+    keras.utils.set_random_seed(seed)
+    t0 = time.perf_counter()
+    start = float_model(task) if v.get("scratch") else float_m
+    calib = {"calibration_data": x} if v.get("calibrate", True) else {}
+    qmodel = hr.quantize(start, beta=beta, **calib, **v.get("quantize", {}))
+    fkw = dict(v.get("finetune", {}))
+    if target:
+        fkw.update(target_ebops=target)
+    hist, front = hr.finetune(qmodel, x, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=lr,
+                          verbose=0, **fkw)
+    if target and front.reached:
+        front.chosen.restore(qmodel)
+    own = float(hr.trace_minmax(qmodel, x))
+    out = {"variant": name, "beta": beta, "seed": seed, "own_ebops": own, "test_accuracy": H.accuracy(qmodel, xt, yt),
+           "train_s": time.perf_counter() - t0, "ebops_history": [float(v) for v in hist.history.get("ebops", [])], "target_ebops": target}
+    out["ebops"] = H.export_ours(qmodel, xt, yt, False, os.path.join(workdir, f"{name}_{beta:g}"))["ebops"]
+    return out
+
+
+def summarize(rows):
+    """Mean accuracy and EBOPs over seeds, per (beta, variant)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["beta"], r["variant"]), []).append(r)
+    for (beta, name), rs in sorted(groups.items()):
+        acc = sum(r["test_accuracy"] for r in rs) / len(rs)
+        ebops = sum(r["ebops"] for r in rs) / len(rs)
+        print(f"mean beta={beta:g} {name:16s} acc {acc:.4f} EBOPs {ebops:,.0f} ({len(rs)} seeds)", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="mnist1d", choices=list(FULL["tasks"]))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--betas", nargs="+", type=float, default=[1e-4])
+    p.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    p.add_argument("--target", type=float, nargs="+", help="finetune(target_ebops=...) per beta (beta then unused)")
+    p.add_argument("--hgq2", action="store_true", help="also HGQ2 from scratch, N epochs (the reference)")
+    p.add_argument("--target-hgq2", action="store_true",
+                   help="finetune(target_ebops = HGQ2's EBOPs at that beta and seed), as run.py's ours_target row")
+    p.add_argument("--out", help="JSON file for the results (appended to when it exists)")
+    args = p.parse_args(argv)
+    if args.target_hgq2 and not args.hgq2:
+        p.error("--target-hgq2 needs --hgq2")
+
+    cfg, lr = FULL["tasks"][args.task], FULL["lr"]
+    settings = {"max_train": None, "max_test": None}
+    rows = []
+    with H.workdir(None) as scratch:
+        for seed in args.seeds:
+            data = load(args.task, settings, seed=seed)
+            float_m, _ = H.train_float(args.task, data, cfg["float_epochs"], cfg["batch_size"], lr, seed)
+            for j, beta in enumerate(args.betas):
+                target = args.target[j] if args.target else None
+                if args.hgq2:
+                    model, tr = H.train_hgq2(args.task, None, data, beta, cfg["epochs"], cfg["batch_size"], lr, seed)
+                    ex = H.export_hgq2(model, data[2], data[3], False, os.path.join(scratch, f"hgq2_{beta:g}"))
+                    rows.append({"variant": "hgq2", "beta": beta, "seed": seed, "test_accuracy": tr["test_accuracy"],
+                                 "ebops": ex["ebops"]})
+                    if args.target_hgq2:
+                        target = ex["ebops"]
+                    print(f"{args.task} seed {seed} beta={beta:g} hgq2: acc {tr['test_accuracy']:.4f} "
+                          f"EBOPs {ex['ebops']:,.0f}", flush=True)
+                for name in args.variants:
+                    r = run_variant(name, args.task, float_m, data, beta, cfg, lr, seed, scratch, target)
+                    rows.append(r)
+                    print(f"{args.task} seed {seed} beta={beta:g} {name}: acc {r['test_accuracy']:.4f} "
+                          f"EBOPs {r['ebops']:,.0f} (own {r['own_ebops']:,.0f}, {r['train_s']:.0f}s)"
+                          + (f" target ratio {r['ebops'] / target:.2f}" if target else ""), flush=True)
+    summarize(rows)
+    if args.out:
+        old = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
+        old["runs"].append({"task": args.task, "argv": sys.argv[1:], "rows": rows})
+        with open(args.out, "w") as f:
+            json.dump(old, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
