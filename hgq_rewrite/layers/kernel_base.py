@@ -158,9 +158,10 @@ class HKernelLayer(HLayerBase):
         """Bits of each inference weight; ``qkernel``: the quantized inference kernel, if known."""
         if exact:
             return self.kq.kernel_bits(self.qkernel, exact=True)
+        kernel = self.folded_kernel()
         if qkernel is None:
-            qkernel = self.kq(self.folded_kernel(), training=False)  # the value of the training quantizer's output
-        return self.kq.kernel_bits(qkernel)
+            qkernel = self.kq(kernel, training=False)  # the value of the training quantizer's output
+        return self.kq.kernel_bits(qkernel, values=kernel)  # float values: the pruning margin's gradient
 
     def ebops_of_call(self, input_maps, exact, qkernel=None):
         b_in = bits_of(input_maps[0])
