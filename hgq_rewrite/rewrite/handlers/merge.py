@@ -23,6 +23,11 @@ def _chain(make, inputs, name, ctx):
     return out
 
 
+def _same_shape(a, b):
+    """Equal sample shapes; an unknown (None) dimension matches any size."""
+    return len(a) == len(b) and all(m is None or n is None or m == n for m, n in zip(a, b))
+
+
 class _MergeHandler(LayerHandler):
     """A Keras merge → ``hgq_class``; the proxy chains ``keras_class`` pairwise and quantizes the result."""
 
@@ -34,9 +39,10 @@ class _MergeHandler(LayerHandler):
         return self.hgq_class.__name__
 
     def check(self, layer):
-        shapes = {tuple(t.shape[1:]) for t in layer.input}
-        if len(shapes) != 1:
-            return (f"inputs of different shapes {sorted(shapes)} (broadcasting): hls4ml merges need equal shapes; "
+        shapes = [tuple(t.shape[1:]) for t in layer.input]
+        if not all(_same_shape(shapes[0], s) for s in shapes[1:]):
+            listed = ", ".join(map(str, dict.fromkeys(shapes)))
+            return (f"inputs of different shapes [{listed}] (broadcasting): hls4ml merges need equal shapes; "
                     "reshape or repeat the inputs to one shape first")
         return None
 
