@@ -2,7 +2,6 @@
 trace_minmax → to_proxy_model with the HGQ model and its proxy equal on every sample (values beyond the
 calibration included), and (slow) through hls4ml's C simulation with 0 mismatching samples."""
 
-import shutil
 
 import keras
 import numpy as np
@@ -12,44 +11,11 @@ from keras import layers as L
 import hgq_rewrite as hr
 from hgq_rewrite.layers import HEinsum, HEinsumDense, HLayerNormalization, HQuantize, HSoftmax
 from hgq_rewrite.layers.base import bits_of
-from hgq_rewrite.proxy import ProxyConversionError, predict_float64
+from hgq_rewrite.proxy import ProxyConversionError
 from hgq_rewrite.rewrite import UnsupportedLayerError
+from flow import assert_hls4ml_exact, mismatching_rows, needs_gxx, random_inputs, train_trace_proxy
 
 N_TEST = 500
-needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C simulation needs g++")
-
-
-def _inputs(model, n, seed, scale=1.0):
-    rng = np.random.default_rng(seed)
-    xs = [rng.normal(0, scale, (n, *t.shape[1:])).astype("float32") for t in model.inputs]
-    return xs if len(xs) > 1 else xs[0]
-
-
-def _train_trace_proxy(model, seed=0, config=None):
-    """quantize → 2 epochs → trace_minmax → proxy; returns (HGQ model, proxy, test inputs)."""
-    keras.utils.set_random_seed(seed)
-    q = hr.quantize(model, beta=1e-6, config=config)
-    x = _inputs(model, 256, seed)
-    y = np.random.default_rng(seed + 1).normal(0, 1, (256, *q.outputs[0].shape[1:])).astype("float32")
-    q.compile(keras.optimizers.Adam(3e-3), "mse")
-    q.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[hr.ResetMinMax()])
-    hr.trace_minmax(q, x)
-    return q, hr.to_proxy_model(q), _inputs(model, N_TEST, seed + 2, scale=1.5)  # beyond the calibration too
-
-
-def _mismatching_rows(q, proxy, x):
-    hgq = np.asarray(q.predict(x, verbose=0), np.float64).reshape(N_TEST, -1)
-    return int(np.sum(np.any(hgq != predict_float64(proxy, x).reshape(N_TEST, -1), axis=1)))
-
-
-def _hls4ml_ok(proxy, x):
-    from hgq_rewrite.proxy.bit_exact import check_bit_exact
-
-    report = check_bit_exact(proxy, x)
-    assert report.n_samples == N_TEST
-    assert report.ok, str(report)
-
-
 def _einsum_dense_model():
     x = keras.Input((5, 6))
     h = L.EinsumDense("abc,cde->abde", output_shape=(5, 2, 3), bias_axes="de", name="heads")(x)
@@ -94,10 +60,10 @@ def test_einsum_dense_converts_and_exports_exactly():
     assert [plan[n].target for n in ("heads", "merge", "mlp")] == [
         "HEinsumDense", "HEinsumDense", "HEinsumDense + HActivation(gelu)"]
     assert all(plan[n].exports == "yes" for n in ("heads", "merge", "mlp"))
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     assert q.get_layer("heads").qbias.shape == (2, 3)  # Keras' bias shape
     assert [type(lay).__name__ for lay in proxy.layers].count("EinsumDense") == 3
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 def test_einsum_dense_keeps_the_float_weights_and_ebops_are_input_times_kernel_bits():
@@ -106,7 +72,7 @@ def test_einsum_dense_keeps_the_float_weights_and_ebops_are_input_times_kernel_b
     for name in ("heads", "merge", "mlp"):
         np.testing.assert_array_equal(q.get_layer(name).kernel.numpy(), model.get_layer(name).kernel.numpy())
     np.testing.assert_array_equal(q.get_layer("heads").bias.numpy(), model.get_layer("heads").bias.numpy().ravel())
-    hr.trace_minmax(q, _inputs(model, 256, 0))
+    hr.trace_minmax(q, random_inputs(model, 256, 0))
     layer, before = q.get_layer("merge"), q.get_layer("heads")
     b_in = np.asarray(bits_of(before.output_kif()), np.float64)
     b_w = np.asarray(layer.kernel_bits(exact=True), np.float64)
@@ -127,7 +93,7 @@ def test_einsum_dense_equations_hls4ml_refuses_are_reported():
 def test_einsum_dense_saves_and_loads(tmp_path):
     model = _einsum_dense_model()
     q = hr.quantize(model)
-    x = _inputs(model, 64, 0)
+    x = random_inputs(model, 64, 0)
     q.save(tmp_path / "q.keras")
     loaded = keras.models.load_model(tmp_path / "q.keras")
     assert isinstance(loaded.get_layer("heads"), HEinsumDense)
@@ -137,11 +103,11 @@ def test_einsum_dense_saves_and_loads(tmp_path):
 # -- Einsum of two inputs --------------------------------------------------------------------------------------
 def test_einsum_of_two_inputs_exports_exactly_and_counts_bit_products():
     model = _einsum_model()
-    x = _inputs(model, 256, 0)
+    x = random_inputs(model, 256, 0)
     hr.trace_minmax(model, x)
     proxy = hr.to_proxy_model(model)
     assert [type(lay).__name__ for lay in proxy.layers].count("ProxyEinsum") == 2
-    assert _mismatching_rows(model, proxy, _inputs(model, N_TEST, 1, scale=1.5)) == 0
+    assert mismatching_rows(model, proxy, random_inputs(model, N_TEST, 1, scale=1.5)) == 0
     bq, bk = (np.asarray(bits_of(model.get_layer(n).output_kif()), np.float64) for n in ("q", "k"))
     expected = np.einsum("aecd,abcd->acbe", np.broadcast_to(bk, (1, 5, 2, 4)), np.broadcast_to(bq, (1, 6, 2, 4)))
     assert model.get_layer("scores").ebops == expected.sum() > 0
@@ -154,9 +120,9 @@ def test_keras_ops_einsum_of_two_tensors_becomes_heinsum():
     model = keras.Model([q_in, k_in], context, name="ops_einsum")
     plan = hr.explain(model)
     assert (plan["einsum"].target, plan["einsum"].exports, plan["einsum_1"].target) == ("HEinsum", "yes", "HEinsum")
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     assert isinstance(q.get_layer("einsum"), HEinsum)
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
     three = keras.ops.einsum("abc,abc,abc->abc", q_in[:, :, 0], q_in[:, :, 1], q_in[:, :, 0])
     entry = next(e for e in hr.explain(keras.Model(q_in, three)).entries if e.float_class == "Einsum")
     assert entry.decision == "unsupported" and "einsum of 3 tensor(s)" in entry.reason
@@ -189,7 +155,7 @@ def test_layer_normalization_trains_but_export_is_refused_with_the_remedy():
     assert isinstance(ln, HLayerNormalization)
     np.testing.assert_array_equal(ln.gamma.numpy(), np.full(8, 1.5))
     np.testing.assert_array_equal(ln.offset.numpy(), np.full(8, 0.25))
-    x = _inputs(model, 128, 0)
+    x = random_inputs(model, 128, 0)
     np.testing.assert_allclose(q.predict(x, verbose=0), model.predict(x, verbose=0), atol=2e-3)
     q.compile(keras.optimizers.Adam(1e-2), "mse")
     q.fit(x, np.zeros((128, 6, 3), "float32"), epochs=1, verbose=0)
@@ -218,18 +184,18 @@ def test_attention_becomes_einsums_and_a_softmax_with_the_trained_weights():
     mha = model.get_layer("mha")
     for mine, theirs in (("query_proj", mha.query_dense), ("output_proj", mha.output_dense)):
         np.testing.assert_array_equal(inner.get_layer(mine).kernel.numpy(), theirs.kernel.numpy())
-    x = _inputs(model, 128, 0)
+    x = random_inputs(model, 128, 0)
     np.testing.assert_allclose(q.predict(x, verbose=0), model.predict(x, verbose=0), atol=0.02)
 
 
 @pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])
 def test_attention_exports_exactly(cross):
     model = _attention_model(cross)
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     kinds = [type(lay).__name__ for lay in proxy.layers]
     assert (kinds.count("EinsumDense"), kinds.count("ProxyEinsum"), kinds.count("FixedPointSoftmax")) == (4, 2, 1)
     assert sum(lay.ebops for lay in q.get_layer("mha").layers if hasattr(lay, "ebops")) > 0
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 def test_masked_gated_and_score_returning_attention_is_refused():
@@ -250,7 +216,7 @@ def test_masked_gated_and_score_returning_attention_is_refused():
 def test_attention_model_saves_and_loads(tmp_path):
     model = _attention_model(cross=True)
     q = hr.quantize(model)
-    x = _inputs(model, 32, 0)
+    x = random_inputs(model, 32, 0)
     q.save(tmp_path / "q.keras")
     loaded = keras.models.load_model(tmp_path / "q.keras")
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), q.predict(x, verbose=0))
@@ -260,11 +226,11 @@ def test_attention_model_saves_and_loads(tmp_path):
 @pytest.mark.slow
 @needs_gxx
 def test_einsum_dense_and_einsum_are_bit_exact_in_hls4ml():
-    _, proxy, x = _train_trace_proxy(_einsum_dense_model())
-    _hls4ml_ok(proxy, x)
+    _, proxy, x = train_trace_proxy(_einsum_dense_model())
+    assert_hls4ml_exact(proxy, x)
     model = _einsum_model()
-    hr.trace_minmax(model, _inputs(model, 256, 0))
-    _hls4ml_ok(hr.to_proxy_model(model), _inputs(model, N_TEST, 1, scale=1.5))
+    hr.trace_minmax(model, random_inputs(model, 256, 0))
+    assert_hls4ml_exact(hr.to_proxy_model(model), random_inputs(model, N_TEST, 1, scale=1.5))
 
 
 @pytest.mark.slow
@@ -272,6 +238,6 @@ def test_einsum_dense_and_einsum_are_bit_exact_in_hls4ml():
 @pytest.mark.parametrize("make", [lambda: _attention_model(False), lambda: _attention_model(True), _encoder_model],
                          ids=["self", "cross", "encoder"])
 def test_attention_is_bit_exact_in_hls4ml(make):
-    q, proxy, x = _train_trace_proxy(make())
-    assert _mismatching_rows(q, proxy, x) == 0
-    _hls4ml_ok(proxy, x)
+    q, proxy, x = train_trace_proxy(make())
+    assert mismatching_rows(q, proxy, x) == 0
+    assert_hls4ml_exact(proxy, x)

@@ -3,7 +3,6 @@ each goes quantize → fit → trace_minmax → to_proxy_model with the HGQ mode
 sample, keeps the float weights, refuses what hls4ml 1.3 cannot export, and (slow) matches hls4ml's C
 simulation bit for bit."""
 
-import shutil
 
 import keras
 import numpy as np
@@ -15,34 +14,12 @@ from hgq_rewrite.layers.base import bits_of
 from hgq_rewrite.layers.conv import HConv1D, HConv2DBatchNorm, HDepthwiseConv1D, HDepthwiseConv2D
 from hgq_rewrite.layers.passive import PZeroPadding1D, PZeroPadding2D
 from hgq_rewrite.layers.prelu import HPReLU
-from hgq_rewrite.proxy import ProxyConversionError, predict_float64
+from hgq_rewrite.proxy import ProxyConversionError
 from hgq_rewrite.rewrite import UnsupportedLayerError
+from flow import assert_hls4ml_exact, mismatching_rows, needs_gxx, random_inputs, train_trace_proxy
 
 N_TEST = 400
 WIDE = {"defaults": {"kernel": {"init_bw": 20}, "activation": {"init_bw": 20}}}
-
-
-def _inputs(model, n, seed, scale=1.0):
-    rng = np.random.default_rng(seed)
-    xs = [rng.normal(0, scale, (n, *t.shape[1:])).astype("float32") for t in model.inputs]
-    return xs if len(xs) > 1 else xs[0]
-
-
-def _train_trace_proxy(model, seed=0):
-    """quantize → 2 epochs → trace_minmax → proxy; returns (HGQ model, proxy, test inputs)."""
-    keras.utils.set_random_seed(seed)
-    q = hr.quantize(model, beta=1e-6, strict=True)
-    x = _inputs(model, 256, seed)
-    y = np.random.default_rng(seed + 1).normal(0, 1, (256, *model.outputs[0].shape[1:])).astype("float32")
-    q.compile(keras.optimizers.Adam(3e-3), "mse")
-    q.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[hr.ResetMinMax()])
-    hr.trace_minmax(q, x)
-    return q, hr.to_proxy_model(q), _inputs(model, N_TEST, seed + 2, scale=1.5)  # beyond the calibration too
-
-
-def _mismatching_rows(q, proxy, x):
-    hgq = np.asarray(q.predict(x, verbose=0), np.float64).reshape(N_TEST, -1)
-    return int(np.sum(np.any(hgq != predict_float64(proxy, x).reshape(N_TEST, -1), axis=1)))
 
 
 def _kinds(model):
@@ -115,13 +92,13 @@ def test_quantized_model_computes_the_float_model_at_high_bitwidths(make):
         if isinstance(layer, L.BatchNormalization):
             layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1.7, "float32"))
     q = hr.quantize(model, config=WIDE)
-    x = _inputs(model, 64, 3)
+    x = random_inputs(model, 64, 3)
     want = model.predict(x, verbose=0)
     np.testing.assert_allclose(q.predict(x, verbose=0), want, atol=1e-3 * np.max(np.abs(want)))
 
 
 def test_ebops_of_the_convolutions_count_every_output_position():
-    q, _, _ = _train_trace_proxy(_sequence_model(), seed=2)
+    q, _, _ = train_trace_proxy(_sequence_model(), seed=2, n_test=N_TEST, strict=True)
     for name, producer in [("dw", "dw_input_quantizer"), ("sep_depthwise", "dw"), ("sep", "sep_depthwise")]:
         layer = q.get_layer(name)
         b_in = np.asarray(bits_of(layer.input_kif_maps(True)[0]), np.float32)
@@ -136,24 +113,24 @@ def test_ebops_of_the_convolutions_count_every_output_position():
 
 # -- proxy -------------------------------------------------------------------------------------------------
 def test_sequence_families_export_exactly_and_padding_folds_into_the_conv():
-    q, proxy, x = _train_trace_proxy(_sequence_model())
+    q, proxy, x = train_trace_proxy(_sequence_model(), n_test=N_TEST, strict=True)
     assert "ZeroPadding1D" not in _kinds(proxy) and "PReLU" not in _kinds(proxy)
     assert proxy.get_layer("conv").padding == "same"  # the ZeroPadding, folded
     assert isinstance(q.get_layer("pad"), PZeroPadding1D) and isinstance(q.get_layer("dw"), HDepthwiseConv1D)
     assert isinstance(q.get_layer("sep"), HConv1D)
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 def test_image_families_export_exactly_with_strided_folded_padding_and_per_element_slopes():
-    q, proxy, x = _train_trace_proxy(_image_model(), seed=1)
+    q, proxy, x = train_trace_proxy(_image_model(), seed=1, n_test=N_TEST, strict=True)
     assert "ZeroPadding2D" not in _kinds(proxy)
     assert proxy.get_layer("sep2_depthwise").padding == proxy.get_layer("dw2").padding == "same"
     assert _kinds(proxy).count("Reshape") == 1  # per-element slopes: Flatten, Dense, Reshape
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 def test_hgq_models_with_the_new_layers_save_and_load(tmp_path):
-    q, _, x = _train_trace_proxy(_sequence_model(), seed=4)
+    q, _, x = train_trace_proxy(_sequence_model(), seed=4, n_test=N_TEST, strict=True)
     q.save(tmp_path / "q.keras")
     loaded = keras.models.load_model(tmp_path / "q.keras")
     assert loaded.get_layer("prelu").shared_axes == [1]
@@ -165,13 +142,13 @@ def test_a_reloaded_sequential_model_still_folds_its_padding(tmp_path):
     model = keras.Sequential([keras.Input((6, 6, 2)), L.ZeroPadding2D(1, name="pad"), L.Conv2D(3, 3, name="conv"),
                               L.PReLU(shared_axes=[1, 2], name="prelu"), L.Flatten(), L.Dense(2, name="out")])
     q = hr.quantize(model, strict=True)
-    x = _inputs(model, N_TEST, 0)
+    x = random_inputs(model, N_TEST, 0)
     hr.trace_minmax(q, x)
     q.save(tmp_path / "seq.keras")
     loaded = keras.models.load_model(tmp_path / "seq.keras")
     proxy = hr.to_proxy_model(loaded)
     assert proxy.get_layer("conv").padding == "same" and "ZeroPadding2D" not in _kinds(proxy)
-    assert _mismatching_rows(loaded, proxy, x) == 0
+    assert mismatching_rows(loaded, proxy, x) == 0
 
 
 # -- refusals ----------------------------------------------------------------------------------------------
@@ -200,7 +177,7 @@ def test_zero_padding2d_alone_is_refused_at_export_too():
     model = keras.Model(x, L.Dense(2)(L.Flatten()(L.ZeroPadding2D(1, name="pad")(x))))
     _refused(model, "pad", "no rule for zero padding", "remove the ZeroPadding")
     q = hr.quantize(model)
-    hr.trace_minmax(q, _inputs(model, 32, 0))
+    hr.trace_minmax(q, random_inputs(model, 32, 0))
     with pytest.raises(ProxyConversionError, match="'pad'.*not a convolution"):
         hr.to_proxy_model(q)
 
@@ -210,7 +187,7 @@ def test_zero_padding_that_is_also_a_model_output_is_refused_at_export():
     pad = L.ZeroPadding1D(1, name="pad")(x)
     model = keras.Model(x, [L.Conv1D(2, 3, name="conv")(pad), pad])
     q = hr.quantize(model)
-    hr.trace_minmax(q, _inputs(model, 32, 0))
+    hr.trace_minmax(q, random_inputs(model, 32, 0))
     with pytest.raises(ProxyConversionError, match="'pad'.*model output"):
         hr.to_proxy_model(q)
 
@@ -240,13 +217,9 @@ def test_1d_and_2d_depthwise_convolutions_together_are_refused_before_hls4ml():
 
 # -- through hls4ml ----------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C simulation needs g++")
+@needs_gxx
 @pytest.mark.parametrize("make", [_sequence_model, _image_model])
 def test_conv_families_are_bit_exact_in_hls4ml(make):
-    from hgq_rewrite.proxy.bit_exact import check_bit_exact
-
-    q, proxy, x = _train_trace_proxy(make())
-    assert _mismatching_rows(q, proxy, x) == 0
-    report = check_bit_exact(proxy, x)
-    assert report.ok, str(report)
-    assert report.n_samples == N_TEST
+    q, proxy, x = train_trace_proxy(make(), n_test=N_TEST, strict=True)
+    assert mismatching_rows(q, proxy, x) == 0
+    assert_hls4ml_exact(proxy, x)

@@ -2,7 +2,6 @@
 activation layers with arguments: each goes quantize → fit → trace_minmax → to_proxy_model with the
 HGQ model and its proxy equal on every sample, and (slow) through hls4ml's C simulation."""
 
-import shutil
 
 import keras
 import numpy as np
@@ -12,33 +11,10 @@ from keras import layers as L
 import hgq_rewrite as hr
 from hgq_rewrite.layers import HMultiply
 from hgq_rewrite.layers.base import bits_of
-from hgq_rewrite.proxy import predict_float64
 from hgq_rewrite.rewrite import UnsupportedLayerError
+from flow import assert_hls4ml_exact, mismatching_rows, needs_gxx, random_inputs, train_trace_proxy
 
 N_TEST = 500
-
-
-def _inputs(model, n, seed, scale=1.0):
-    rng = np.random.default_rng(seed)
-    xs = [rng.normal(0, scale, (n, *t.shape[1:])).astype("float32") for t in model.inputs]
-    return xs if len(xs) > 1 else xs[0]
-
-
-def _train_trace_proxy(model, seed=0):
-    """quantize → 2 epochs → trace_minmax → proxy; returns (HGQ model, proxy, test inputs)."""
-    keras.utils.set_random_seed(seed)
-    q = hr.quantize(model, beta=1e-6)
-    x = _inputs(model, 256, seed)
-    y = np.random.default_rng(seed + 1).normal(0, 1, (256, *model.outputs[0].shape[1:])).astype("float32")
-    q.compile(keras.optimizers.Adam(3e-3), "mse")
-    q.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[hr.ResetMinMax()])
-    hr.trace_minmax(q, x)
-    return q, hr.to_proxy_model(q), _inputs(model, N_TEST, seed + 2, scale=1.5)  # beyond the calibration too
-
-
-def _mismatching_rows(q, proxy, x):
-    hgq = np.asarray(q.predict(x, verbose=0), np.float64).reshape(N_TEST, -1)
-    return int(np.sum(np.any(hgq != predict_float64(proxy, x).reshape(N_TEST, -1), axis=1)))
 
 
 def _merges_model():
@@ -82,13 +58,13 @@ def test_merges_convert_and_export_exactly():
     for name, target in [("sub", "HSubtract"), ("mul", "HMultiply"), ("avg", "HAverage"), ("max", "HMaximum"),
                          ("min", "HMinimum")]:
         assert (plan[name].decision, plan[name].target, plan[name].exports) == ("convert", target, "yes")
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     assert [type(lay).__name__ for lay in proxy.layers].count("Multiply") == 3  # mul3 chained pairwise
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 def test_multiply_ebops_are_bit_products_and_other_merges_cost_nothing():
-    q, _, _ = _train_trace_proxy(_merges_model(), seed=3)
+    q, _, _ = train_trace_proxy(_merges_model(), seed=3)
     bits = {n: np.asarray(bits_of(q.get_layer(n).output_kif()), np.float64) for n in "abc"}
     assert q.get_layer("mul").ebops == np.sum(bits["a"] * bits["c"]) > 0
     chained = np.sum(bits["a"] * bits["b"]) + np.sum((bits["a"] + bits["b"]) * bits["c"])
@@ -105,12 +81,12 @@ def test_the_export_keeps_every_fractional_bit_a_product_or_an_average_carries()
     for name in ("mul", "avg"):  # output quantizers asking for more bits than the results carry
         fbw = q.get_layer(name).paq.fbw
         fbw.assign(np.full(fbw.shape, 30.0, "float32"))
-    hr.trace_minmax(q, _inputs(model, 256, 0))
+    hr.trace_minmax(q, random_inputs(model, 256, 0))
     proxy = hr.to_proxy_model(q)
     f = {n: q.get_layer(n).output_kif()[2] for n in ("a", "b", "c", "mul", "avg")}
     np.testing.assert_array_equal(f["mul"], f["a"] + f["c"])
     np.testing.assert_array_equal(f["avg"], np.maximum(f["b"], f["c"]) + 1)
-    assert _mismatching_rows(q, proxy, _inputs(model, N_TEST, 2, scale=1.5)) == 0
+    assert mismatching_rows(q, proxy, random_inputs(model, N_TEST, 2, scale=1.5)) == 0
 
 
 def test_average_of_three_inputs_is_refused_with_the_remedy():
@@ -135,7 +111,7 @@ def test_global_max_pooling_exports_as_max_pooling_over_the_whole_extent():
     plan = hr.explain(model)
     assert (plan["g1"].target, plan["g2k"].target, plan["g2"].exports) == (
         "PGlobalMaxPooling1D", "PGlobalMaxPooling2D", "yes")
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     for pool, conv, axes in [("g1", "c1", (1,)), ("g2", "c2", (1, 2))]:
         expected = [m.max(axis=axes) for m in q.get_layer(conv).output_kif()]  # union format, no rounding
         for got, want in zip(q.get_layer(pool).output_kif(), expected):
@@ -143,7 +119,7 @@ def test_global_max_pooling_exports_as_max_pooling_over_the_whole_extent():
     kinds = [type(lay).__name__ for lay in proxy.layers]
     assert "GlobalMaxPooling1D" not in kinds and "GlobalMaxPooling2D" not in kinds
     assert kinds.count("MaxPooling1D") == 2 and kinds.count("MaxPooling2D") == 2
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
 
 
 # -- activations -----------------------------------------------------------------------------------------
@@ -153,9 +129,9 @@ def test_activation_layers_with_arguments_export_through_the_table(tmp_path):
     assert plan["leaky"].target == "HActivation(leaky_relu(negative_slope=0.1))"
     assert plan["relu_args"].target == "HActivation(relu(max_value=2.0, negative_slope=0.25, threshold=0.5))"
     assert all(plan[n].exports == "yes" and plan[n].decision == "convert" for n in ACTIVATIONS)
-    q, proxy, x = _train_trace_proxy(model)
+    q, proxy, x = train_trace_proxy(model)
     assert [type(lay).__name__ for lay in proxy.layers].count("UnaryLUT") == len(ACTIVATIONS)
-    assert _mismatching_rows(q, proxy, x) == 0
+    assert mismatching_rows(q, proxy, x) == 0
     q.save(tmp_path / "q.keras")
     loaded = keras.models.load_model(tmp_path / "q.keras")
     assert loaded.get_layer("elu").activation_name == "elu(alpha=0.5)"
@@ -175,10 +151,8 @@ def test_default_arguments_keep_the_plain_activation_and_relu_fuses():
 
 # -- all together, through hls4ml ------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml's C simulation needs g++")
+@needs_gxx
 def test_all_new_families_together_are_bit_exact_in_hls4ml():
-    from hgq_rewrite.proxy.bit_exact import check_bit_exact
-
     seq, img = keras.Input((8, 3)), keras.Input((5, 5, 2))
     a = L.LeakyReLU(negative_slope=0.1)(L.GlobalMaxPooling1D()(L.Conv1D(6, 3)(seq)))
     b = L.ELU(alpha=0.5)(L.GlobalMaxPooling2D()(L.Conv2D(6, 3)(img)))
@@ -187,8 +161,6 @@ def test_all_new_families_together_are_bit_exact_in_hls4ml():
     acts = [L.ReLU(max_value=2.0, negative_slope=0.25, threshold=0.5)(merged[0]), L.Activation("hard_sigmoid")(merged[1]),
             L.Activation("swish")(merged[2]), L.Activation("gelu")(merged[3]), merged[4]]
     model = keras.Model([seq, img], L.Dense(3)(L.Concatenate()(acts)), name="all_new")
-    q, proxy, x = _train_trace_proxy(model)
-    assert _mismatching_rows(q, proxy, x) == 0
-    report = check_bit_exact(proxy, x)
-    assert report.ok, str(report)
-    assert report.n_samples == N_TEST
+    q, proxy, x = train_trace_proxy(model)
+    assert mismatching_rows(q, proxy, x) == 0
+    assert_hls4ml_exact(proxy, x)
