@@ -227,3 +227,15 @@ def test_dense_and_conv_fractional_bits_bound_the_values():
     for _ in range(200):
         seen = np.maximum(seen, frac_bits(_on_grid(rng, fd) @ kd))
     assert np.all(seen <= pd) and np.mean(seen == pd) > 0.9
+
+
+def test_layers_named_like_system_types_are_renamed():
+    # hls4ml declares a type <layer name>_t: a layer named "key" or "time" would clash with key_t / time_t
+    x = keras.Input((4,))
+    out = keras.layers.Dense(3, name="time")(keras.layers.Dense(5, activation="relu", name="key")(x))
+    q = hr.quantize(keras.Model(x, out))
+    data = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    hr.trace_minmax(q, data)
+    names = {layer.name for layer in to_proxy_model(q).layers}
+    assert not names & {"key", "time"} and {"key_1", "time_1"} <= names
+    np.testing.assert_array_equal(predict_float64(to_proxy_model(q), data), np.asarray(q.predict(data, verbose=0), np.float64))

@@ -18,16 +18,27 @@ from .frac import full
 F64 = "float64"
 
 
+# attributes of an hls4ml layer, and C/POSIX type names ``<name>_t`` that a layer's type would clash with
+HLS4ML_TAKEN_NAMES = frozenset({
+    "activation", "table", "weight", "bias", "scale", "n_in", "n_out",
+    "key", "time", "size", "ssize", "off", "pid", "uid", "gid", "id", "mode", "dev", "ino", "nlink", "blksize",
+    "blkcnt", "clock", "clockid", "timer", "wchar", "ptrdiff", "intptr", "uintptr", "fpos", "sigset", "suseconds",
+    "useconds", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "intmax", "uintmax",
+})
+
+
 class Namer:
     """Unique layer names: the HGQ name when free, else prefixed by the nested model, else numbered.
 
     hls4ml stores a layer's output variable as an attribute named like the layer, so a layer named
     after one of its attributes (an ``Activation`` layer is named ``activation`` by default) would
-    overwrite it; those names are taken from the start.
+    overwrite it; and it declares a C++ type ``<name>_t`` per layer, so a layer named like a
+    system type (``key`` -> ``key_t``, ``time`` -> ``time_t``) would not compile. Those names are
+    taken from the start.
     """
 
     def __init__(self):
-        self.used = {"activation", "table", "weight", "bias", "scale", "n_in", "n_out"}
+        self.used = set(HLS4ML_TAKEN_NAMES)
 
     def __call__(self, name, prefix=None):
         base = name if name not in self.used or prefix is None else f"{prefix}_{name}"
