@@ -55,7 +55,7 @@ ZOO = {
     "custom_family": Entry(Z.custom_family),
     "unet_concat": Entry(Z.unet_concat),
     "unet_upsampling": Entry(Z.unet_upsampling, refused=(
-        "up", r"no converter for UpSampling2D", r"change it .*, or register a handler for UpSampling2D")),
+        "up", r"no converter for UpSampling2D", r"use padding=.same. in the convolution, or pad/crop/resize")),
     "gap_head": Entry(Z.gap_head),
     "merges": Entry(Z.merges),
     "lut_activations": Entry(Z.lut_activations),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from numbers import Real
 
+from ..proxy.hls4ml_limits import KNOWN_PROBLEMS
 from .errors import ConfigError
 from .fusion import plan_fusions
 from .graph import build_graph
@@ -199,6 +200,9 @@ def _exports(lp):
     if lp.decision in ("fold", "fuse"):
         return _exports(lp.absorbed_by)
     if lp.decision == "unsupported":
+        known = KNOWN_PROBLEMS.get(lp.class_name)  # a class without a converter that hls4ml 1.3 cannot export
+        if known is not None and find_converter(type(lp.layer))[0] is None:
+            return f"no: it cannot be converted ({lp.reason}; {known[1]}); remedy: {known[2]}"
         return (f"no: it cannot be converted ({lp.reason}); remedy: change it as the reason says, or register "
                 f"a handler for {lp.class_name}")
     if lp.decision == "float":
