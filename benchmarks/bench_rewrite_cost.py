@@ -3,10 +3,12 @@
 For each size (float layers: 100, 1,000, 5,000 by default) the chain of `bench_quantize.chain`
 is built once; then ``keras.models.clone_model(model)`` and ``hgq_rewrite.quantize(model)``
 run in turn ``--rounds`` times (same process; the first round includes one-time costs) and the
-ratio of the median times is recorded, with every round's times. The Python time of one more
-quantize run is split by who spends it (cProfile ``tottime`` grouped by package folder) at sizes
-<= ``--profile-max`` (default 1,000); that profile and one of clone_model also count the eager
-backend ops each runs (``eager_ops``: a measure of the work that does not depend on machine load).
+ratio of the median times is recorded, with every round's times; so is the ratio of the median
+process CPU times (``*_cpu_*``), which other jobs on a loaded machine disturb less than wall
+time. The Python time of one more quantize run is split by who spends it (cProfile ``tottime``
+grouped by package folder) at sizes <= ``--profile-max`` (default 1,000); that profile and one
+of clone_model also count the eager backend ops each runs (``eager_ops``: a measure of the
+work that does not depend on machine load).
 
 quantize raises the recursion limit itself; clone_model and building the float chain need
 it raised by the caller, so this script raises it (and runs in a thread with a 512 MiB
@@ -76,10 +78,16 @@ def profile_split(stats):
 
 
 def timed(fn, *args, **kwargs):
+    out, wall, _ = timed_cpu(fn, *args, **kwargs)
+    return out, wall
+
+
+def timed_cpu(fn, *args, **kwargs):
+    """(result, wall seconds, process CPU seconds)."""
     gc.collect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def run(sizes, profile_max, rounds):
@@ -88,20 +96,25 @@ def run(sizes, profile_max, rounds):
     for n in sizes:
         sys.setrecursionlimit(max(default_limit, 4 * n + 2000))  # float side only
         model, t_build = timed(chain, n)
-        t_clone, t_quant = [], []
+        t_clone, t_quant, c_clone, c_quant = [], [], [], []
         for _ in range(rounds):
             sys.setrecursionlimit(max(default_limit, 4 * n + 2000))
-            clone, t = timed(keras.models.clone_model, model)
+            clone, t, c = timed_cpu(keras.models.clone_model, model)
             t_clone.append(round(t, 3))
+            c_clone.append(round(c, 3))
             del clone
             sys.setrecursionlimit(default_limit)  # quantize must cope on its own
-            qmodel, t = timed(hr.quantize, model, beta=1e-6)
+            qmodel, t, c = timed_cpu(hr.quantize, model, beta=1e-6)
             t_quant.append(round(t, 3))
+            c_quant.append(round(c, 3))
         plan, t_explain = timed(hr.explain, model, beta=1e-6)
         clone_s, quantize_s = statistics.median(t_clone), statistics.median(t_quant)
+        clone_cpu, quantize_cpu = statistics.median(c_clone), statistics.median(c_quant)
         row = {"layers": n, "build_float_s": round(t_build, 3), "clone_model_s": clone_s,
                "quantize_s": quantize_s, "clone_model_rounds_s": t_clone, "quantize_rounds_s": t_quant,
                "explain_s": round(t_explain, 3), "ratio_quantize_over_clone": round(quantize_s / clone_s, 2),
+               "clone_model_cpu_rounds_s": c_clone, "quantize_cpu_rounds_s": c_quant,
+               "ratio_cpu_quantize_over_clone": round(quantize_cpu / clone_cpu, 2),
                "hgq_model_layers": len(qmodel.layers), "clone_variables": len(model.weights),
                "hgq_variables": len(qmodel.weights), "recursion_limit_during_quantize": default_limit}
         del qmodel, plan

@@ -7,6 +7,7 @@ from keras import ops
 from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers import HQuantizer
 from ..quantizers.fixed_point import round_to_grid
+from ..quantizers.hquantizer import Filled
 from .base import HLayerBase, bits_of
 
 
@@ -34,6 +35,10 @@ class HKernelLayer(HLayerBase):
         beta: EBOPs weight in the loss.
         parallel_factor: how many kernel applications run in parallel in hardware.
     """
+
+    #: False when kernel and bias are assigned after ``build``, then ``adapt_kernel_bits`` called (a converter's
+    #: weight transfer): ``build`` then skips their initializers (zeros instead) and the adapt.
+    init_kernel_on_build = True
 
     def __init__(
         self,
@@ -82,7 +87,7 @@ class HKernelLayer(HLayerBase):
         self.kernel = self.add_weight(
             name="kernel",
             shape=self.kernel_shape(input_shape),
-            initializer=self.kernel_initializer,
+            initializer=self.kernel_initializer if self.init_kernel_on_build else Filled(0.0),
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
@@ -91,14 +96,15 @@ class HKernelLayer(HLayerBase):
             self.bias = self.add_weight(
                 name="bias",
                 shape=(self.out_channels(),),
-                initializer=self.bias_initializer,
+                initializer=self.bias_initializer if self.init_kernel_on_build else Filled(0.0),
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
         self.build_extra()
         self.kq.build(self.kernel.shape)
         self._build_state(self.compute_output_shape(input_shape))
-        self.adapt_kernel_bits()
+        if self.init_kernel_on_build:
+            self.adapt_kernel_bits()
 
     def build_extra(self):
         """Hook for extra weights (BatchNorm statistics)."""

@@ -15,7 +15,7 @@ from ...proxy.frac import dense_frac, dense_magnitude
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
 from ...activations import NATIVE_ACTIVATIONS
-from ._common import activation_layer, activation_name, activation_target, assign, channels_last, softmax_problem
+from ._common import activation_layer, activation_name, activation_target, channels_last, softmax_problem
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
@@ -126,22 +126,24 @@ class WeightedHandler(LayerHandler):
                 momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale, bn_trainable=bn.trainable
             )
         new = cls(**kwargs)
+        new.init_kernel_on_build = False  # transfer() sets kernel and bias, then adapts the bits
         layers = [new]
         if extra is not None:
             layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
 
         def transfer():
+            # variable to variable (Keras checks the shapes): no round trip through numpy
             kernel, bias = self.float_weights(layer)
-            assign(new.kernel, kernel)
+            new.kernel.assign(kernel)
             if bias is not None:
-                assign(new.bias, bias)
+                new.bias.assign(bias)
             if bn is not None:
                 if bn.scale:
-                    assign(new.bn_gamma, bn.gamma)
+                    new.bn_gamma.assign(bn.gamma)
                 if bn.center:
-                    assign(new.bn_beta, bn.beta)
-                assign(new.moving_mean, bn.moving_mean)
-                assign(new.moving_variance, bn.moving_variance)
+                    new.bn_beta.assign(bn.beta)
+                new.moving_mean.assign(bn.moving_mean)
+                new.moving_variance.assign(bn.moving_variance)
             new.adapt_kernel_bits()
 
         return Conversion(layers, transfer)

@@ -1,0 +1,99 @@
+"""quantize() copies the float weights and adapts the kernel bits once: the result is what it was when
+build also adapted (to the random initial kernel) before the transfer adapted again."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers as L
+
+from hgq_rewrite.layers import HConv1DBatchNorm, HDense, HDenseBatchNorm
+from hgq_rewrite.layers.kernel_base import HKernelLayer
+from hgq_rewrite.rewrite import quantize
+
+
+def _hand_fbw(kernel, axes, init_bw, bw_clip):
+    """Fractional bits keeping ``init_bw`` significant bits of each group's largest weight (numpy)."""
+    a = np.abs(np.asarray(kernel, np.float64))
+    m = a.max(axis=axes, keepdims=True) if axes else a
+    int_bits = np.where(m > 0, np.floor(np.log2(np.maximum(m, 2.0**-60))) + 1.0, 0.0)
+    return np.clip(init_bw - int_bits, *bw_clip)
+
+
+def _float_model(seed=0):
+    rng = np.random.default_rng(seed)
+    x = keras.Input((12, 3))
+    h = L.Conv1D(4, 3, name="conv")(x)
+    h = L.BatchNormalization(name="conv_bn")(h)
+    h = L.Flatten()(h)
+    h = L.Dense(6, name="dense")(h)
+    h = L.BatchNormalization(scale=False, name="dense_bn")(h)
+    h = L.ReLU()(h)
+    y = L.Dense(3, use_bias=False, name="head")(h)
+    model = keras.Model(x, y)
+    for layer in model.layers:  # non-trivial statistics, gammas and biases
+        if layer.weights:
+            layer.set_weights([rng.normal(size=w.shape).astype("float32") * 0.7 for w in layer.weights])
+        if isinstance(layer, L.BatchNormalization):
+            layer.moving_variance.assign(rng.uniform(0.2, 3.0, layer.moving_variance.shape).astype("float32"))
+    return model
+
+
+def _folded(float_model, name):
+    """The float layer ``name``'s kernel with its BatchNormalization (``{name}_bn``, if any) folded in, and
+    the BatchNormalization variables the HGQ layer must hold."""
+    kernel = float_model.get_layer(name).kernel.numpy().astype(np.float64)
+    bn = next((la for la in float_model.layers if la.name == f"{name}_bn"), None)
+    if bn is None:
+        return kernel, {}
+    scale = 1.0 / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
+    if bn.scale:
+        scale = scale * bn.gamma.numpy()
+    expected = {"moving_mean": bn.moving_mean, "moving_variance": bn.moving_variance, "bn_beta": bn.beta}
+    if bn.scale:
+        expected["bn_gamma"] = bn.gamma
+    return kernel * scale, expected
+
+
+@pytest.mark.parametrize("granularity", ["element", "channel"])
+def test_converted_weights_and_bits_are_the_transferred_ones(granularity):
+    m = _float_model()
+    kq = {"init_bw": 5, "granularity": granularity}
+    q = quantize(m, {"defaults": {"kernel": kq}}, beta=1e-6)
+    expected_types = {"conv": HConv1DBatchNorm, "dense": HDenseBatchNorm, "head": HDense}
+    for name, cls in expected_types.items():
+        layer = q.get_layer(name)
+        assert type(layer) is cls and layer.init_kernel_on_build is False
+        src = m.get_layer(name)
+        np.testing.assert_array_equal(layer.kernel.numpy(), src.kernel.numpy())
+        if src.use_bias:
+            np.testing.assert_array_equal(layer.bias.numpy(), src.bias.numpy())
+        else:
+            assert layer.bias is None
+        folded, bn_vars = _folded(m, name)
+        for attr, value in bn_vars.items():
+            np.testing.assert_array_equal(getattr(layer, attr).numpy(), value.numpy(), err_msg=f"{name}.{attr}")
+        cfg = layer.kq.config
+        want = _hand_fbw(folded, layer.kq.axes, cfg["init_bw"], cfg["bw_clip"])
+        np.testing.assert_array_equal(layer.kq.fbw.numpy(), want.astype("float32"), err_msg=name)
+
+
+def test_hand_built_layer_adapts_its_initial_kernel():
+    layer = HDense(5, kq_conf={"init_bw": 3})
+    assert layer.init_kernel_on_build is True
+    layer.build((None, 7))
+    kernel = layer.kernel.numpy()
+    assert np.any(kernel != 0)  # drawn from glorot_uniform, not zeros
+    want = _hand_fbw(kernel, layer.kq.axes, 3.0, layer.kq.config["bw_clip"])
+    np.testing.assert_array_equal(layer.kq.fbw.numpy(), want.astype("float32"))
+
+
+def test_reloaded_converted_layer_builds_like_a_hand_built_one(tmp_path):
+    q = quantize(_float_model(), beta=1e-6)
+    path = tmp_path / "q.keras"
+    q.save(path)
+    loaded = keras.models.load_model(path)
+    for layer in loaded.layers:
+        if isinstance(layer, HKernelLayer):
+            assert layer.init_kernel_on_build is True  # the skip is the converter's, not part of the config
+            for a, b in zip(layer.weights, q.get_layer(layer.name).weights):
+                np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
