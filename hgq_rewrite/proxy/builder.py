@@ -9,6 +9,7 @@ last quantizer before it (`modes`), names layers uniquely, and builds the quanti
 import numpy as np
 import keras
 
+from ..compat.keras_private import functional_graph
 from ..rewrite.registry import find_exporter
 from ..walker import model_calls
 from .errors import ProxyConversionError
@@ -125,7 +126,7 @@ class ProxyBuilder:
     # -- graph walk ------------------------------------------------------------------------------------
     def run(self, model, inputs, prefix=None):
         """Rebuild ``model`` on the proxy tensors ``inputs``; return the proxy output tensors."""
-        if isinstance(model, keras.Sequential) and model._functional is None:
+        if functional_graph(model) is None:
             raise ProxyConversionError(
                 f"Sequential model {model.name!r} is not built: call it on data or build it with an input shape."
             )

@@ -47,7 +47,7 @@ def _check_traced(model):
 def _check_built(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"to_proxy_model expects a keras.Model, got {type(model).__name__}.")
-    if not model.built or (isinstance(model, keras.Sequential) and model._functional is None):
+    if not model.built or functional_graph(model) is None:
         raise ProxyConversionError(f"Model {model.name!r} is not built: call it on data or build it first.")
 
 

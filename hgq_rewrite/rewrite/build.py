@@ -13,6 +13,7 @@ import inspect
 
 import keras
 
+from ..compat.keras_private import functional_graph, graph_io
 from ..layers import HQuantize
 from ..layers.links import link_model
 from .errors import RewriteError
@@ -137,9 +138,9 @@ class _Builder:
                 out = op(out)
             record(self.output_tensor(call), keras.tree.flatten(out))
 
-        fn = mg.model if mg.kind == "functional" else mg.model._functional
-        inputs = keras.tree.map_structure(lambda t: plain[id(t)], fn._inputs_struct)
-        outputs = keras.tree.map_structure(lambda t: plain[id(t)], fn._outputs_struct)
+        in_struct, out_struct = graph_io(functional_graph(mg.model))
+        inputs = keras.tree.map_structure(lambda t: plain[id(t)], in_struct)
+        outputs = keras.tree.map_structure(lambda t: plain[id(t)], out_struct)
         return keras.Model(inputs=inputs, outputs=outputs, name=mg.model.name)
 
     def build_sequential(self, mg):
