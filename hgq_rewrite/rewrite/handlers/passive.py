@@ -175,6 +175,7 @@ class _PoolingHandler(PassiveHandler):
 
 class _AveragePoolingHandler(_AveragingHandler, _PoolingHandler):
     exports_doc = "yes (`padding` must be 'valid')"
+
     def check(self, layer):
         problem = self.export_problem(layer)
         return super().check(layer) or (None if problem is None else str(problem))
@@ -210,7 +211,23 @@ class AveragePooling2DHandler(_AveragePoolingHandler):
     float_classes, hgq_classes, p_class = (keras.layers.AveragePooling2D,), (PAveragePooling2D,), PAveragePooling2D
 
 
-class _GlobalPoolingHandler(_AveragingHandler):
+class _WholeExtentMixin:
+    """Global pooling works on the whole spatial extent: every size of it must be known."""
+
+    def check(self, layer):
+        problem = self.export_problem(layer)
+        return super().check(layer) or (None if problem is None else str(problem))
+
+    def export_problem(self, layer, **fused):
+        shape = tuple(layer.input.shape)
+        if any(n is None for n in shape[1:-1]):
+            return ExportProblem(f"it pools over axes of unknown size (input shape {shape}), so its window is unknown",
+                                 "give those axes a size: an Input with a full shape, and e.g. EinsumDense("
+                                 "output_shape=...) with the sequence length instead of None")
+        return None
+
+
+class _GlobalPoolingHandler(_WholeExtentMixin, _AveragingHandler):
     def args(self, layer):
         return {"keepdims": True} if layer.keepdims else {}
 
@@ -254,7 +271,7 @@ class GlobalAveragePooling2DHandler(_GlobalPoolingHandler):
 
 
 
-class _GlobalMaxPoolingHandler(PassiveHandler):
+class _GlobalMaxPoolingHandler(_WholeExtentMixin, PassiveHandler):
     """Global max pooling, emitted as max pooling over the whole extent (hls4ml 1.3's bit-exact pass
     fails on its global max pooling), then Flatten unless ``keepdims``."""
 
