@@ -105,3 +105,18 @@ def test_float64_proxy_computes_in_float64():
     y = ops.convert_to_numpy(layer(x))
     assert y.dtype == np.float64
     np.testing.assert_array_equal(y, x)
+
+
+def test_pruned_weights_keep_their_bit_gradient_within_the_prune_margin():
+    import jax
+
+    q = HQuantizer({"prune_margin": 2}, "kernel")
+    q.build((4,))
+    w = np.full(4, 0.3, "float32")  # integer bits -1: f = 1 keeps one bit, f <= 0 rounds to zero
+    fbw = np.array([1.0, 0.0, -1.0, -2.0], "float32")
+
+    def total(fbw):
+        with keras.StatelessScope(state_mapping=[(q.fbw, fbw)]):
+            return ops.sum(q.kernel_bits(q(w, training=False), values=w))
+
+    np.testing.assert_array_equal(np.asarray(jax.grad(total)(fbw)), [1, 1, 0, 0])  # pushed on while -1 + f + 2 > 0

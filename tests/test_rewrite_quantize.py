@@ -195,3 +195,18 @@ def test_nested_functional_called_twice_deep_nesting_and_float_feed():
     assert isinstance(q.get_layer("float_d_quantizer"), HQuantize)
     xs = sample_inputs(m, 32)
     np.testing.assert_allclose(_outputs(q, xs)[0], _outputs(m, xs)[0], atol=2e-3)
+
+
+def test_training_the_quantized_model_leaves_the_float_model_intact():
+    # on JAX a weight transferred by sharing the float variable's array would be deleted by the first
+    # training step of the quantized model (Keras donates the trained state's buffers)
+    x = keras.Input((6,))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(8, name="d1")(x))
+    model = keras.Model(x, keras.layers.Dense(2, name="d2")(keras.layers.Activation("relu")(h)))
+    before = [np.array(w) for w in model.get_weights()]
+    q = quantize(model)
+    rng = np.random.default_rng(0)
+    q.compile(keras.optimizers.Adam(1e-2), "mse")
+    q.fit(rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 2)).astype("float32"), epochs=2, verbose=0)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -15,7 +15,7 @@ from ...proxy.frac import dense_frac, dense_magnitude
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
 from ...activations import NATIVE_ACTIVATIONS
-from ._common import activation_layer, activation_name, activation_target, channels_last, softmax_problem
+from ._common import activation_layer, activation_name, activation_target, assign, channels_last, softmax_problem
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
@@ -132,18 +132,19 @@ class WeightedHandler(LayerHandler):
             layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
 
         def transfer():
-            # variable to variable (Keras checks the shapes): no round trip through numpy
+            # copies (through numpy): on JAX a variable assigned another's array shares its buffer, and
+            # training the new model would then delete the float model's weights
             kernel, bias = self.float_weights(layer)
-            new.kernel.assign(kernel)
+            assign(new.kernel, kernel)
             if bias is not None:
-                new.bias.assign(bias)
+                assign(new.bias, bias)
             if bn is not None:
                 if bn.scale:
-                    new.bn_gamma.assign(bn.gamma)
+                    assign(new.bn_gamma, bn.gamma)
                 if bn.center:
-                    new.bn_beta.assign(bn.beta)
-                new.moving_mean.assign(bn.moving_mean)
-                new.moving_variance.assign(bn.moving_variance)
+                    assign(new.bn_beta, bn.beta)
+                assign(new.moving_mean, bn.moving_mean)
+                assign(new.moving_variance, bn.moving_variance)
             new.adapt_kernel_bits()
 
         return Conversion(layers, transfer)
