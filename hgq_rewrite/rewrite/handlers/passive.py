@@ -168,17 +168,21 @@ class _AveragingHandler(PassiveHandler):
         return Conversion([self.p_class(**self.args(layer), name=settings.name, dtype="float64"), quantizer])
 
 
+class _ConvertsOnlyWhatExports:
+    """A layer whose export problem also stops its conversion (the conversion needs what is missing)."""
+
+    def check(self, layer):
+        problem = self.export_problem(layer)
+        return super().check(layer) or (None if problem is None else str(problem))
+
+
 class _PoolingHandler(PassiveHandler):
     def args(self, layer):
         return {"pool_size": layer.pool_size, "strides": layer.strides, "padding": layer.padding}
 
 
-class _AveragePoolingHandler(_AveragingHandler, _PoolingHandler):
+class _AveragePoolingHandler(_ConvertsOnlyWhatExports, _AveragingHandler, _PoolingHandler):
     exports_doc = "yes (`padding` must be 'valid')"
-
-    def check(self, layer):
-        problem = self.export_problem(layer)
-        return super().check(layer) or (None if problem is None else str(problem))
 
     def export_problem(self, layer, **fused):
         if layer.padding != "valid":
@@ -211,12 +215,8 @@ class AveragePooling2DHandler(_AveragePoolingHandler):
     float_classes, hgq_classes, p_class = (keras.layers.AveragePooling2D,), (PAveragePooling2D,), PAveragePooling2D
 
 
-class _WholeExtentMixin:
+class _WholeExtentMixin(_ConvertsOnlyWhatExports):
     """Global pooling works on the whole spatial extent: every size of it must be known."""
-
-    def check(self, layer):
-        problem = self.export_problem(layer)
-        return super().check(layer) or (None if problem is None else str(problem))
 
     def export_problem(self, layer, **fused):
         shape = tuple(layer.input.shape)
