@@ -41,8 +41,7 @@ def _widen(quantizer, cover_factor):
     new_hi = np.ceil((mid + half * cover_factor) / step) * step
     # a range that was all >= 0 stays unsigned
     new_lo = np.where(lo >= 0, np.maximum(new_lo, 0), new_lo)
-    quantizer.min.assign(new_lo)
-    quantizer.max.assign(new_hi)
+    quantizer.set_range(new_lo, new_hi)
 
 
 def trace_minmax(model, data, bsz=None, cover_factor=1.0, verbose=False, aggressive=None, *, batch_size=None,

@@ -26,8 +26,7 @@ def test_dense_ebops_equal_hand_computation():
     w = np.array([[0.5, 0.75], [1.5, 0.0], [-3.0, 0.625]], "float32")
     dense.kernel.assign(w)
     dense.kq.fbw.assign(np.full((3, 2), 4.0))
-    dense.paq.min.assign([[-1.0, -1.0]])
-    dense.paq.max.assign([[1.0, 1.0]])
+    dense.paq.set_range([[-1.0, -1.0]], [[1.0, 1.0]])
     b_in = np.array([4, 3, 6])
     b_w = significant_bits(w)  # [[1,2],[2,0],[2,3]]
     expected = float((b_in[:, None] * b_w).sum())  # 4*3 + 3*2 + 6*5 = 48

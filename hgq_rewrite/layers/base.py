@@ -9,6 +9,7 @@ from ..quantizers import HQuantizer
 from ..quantizers.hquantizer import Filled
 from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
+from ..quantizers.saved_layouts import load_older_layout
 from .links import graph_node_indices, input_producers, input_shapes
 
 
@@ -65,34 +66,37 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     def _build_state(self, output_shape):
         self.paq.build(output_shape)
-        # the same value on every data-parallel replica (see quantizers.replicas)
-        self._beta = self.add_weight(
-            name="beta",
-            shape=(),
-            initializer=Filled(self._beta_init),
-            trainable=False,
+        # [beta, EBOPs]: the same value on every data-parallel replica (see quantizers.replicas)
+        self._beta_ebops = self.add_weight(
+            name="beta_ebops", shape=(2,), initializer=Filled([self._beta_init, 0.0]), trainable=False,
             aggregation=REPLICATED,
         )
-        self._ebops = self.add_weight(
-            name="ebops", shape=(), initializer=Filled(0.0), trainable=False, aggregation=REPLICATED
-        )
+
+    def load_own_variables(self, store):
+        """Also load files saved with beta and EBOPs as two variables."""
+        if not (self.built and load_older_layout(self, store, [[(self._beta_ebops, 2)]])):
+            super().load_own_variables(store)
+
+    def _set_ebops(self, value):
+        """Store ``value`` as this layer's EBOPs (graph-safe)."""
+        self._beta_ebops.assign(ops.stack([self._beta_ebops[0], ops.cast(value, self._beta_ebops.dtype)]))
 
     @property
     def beta(self):
-        return float(ops.convert_to_numpy(self._beta)) if self.built else self._beta_init
+        return float(ops.convert_to_numpy(self._beta_ebops[0])) if self.built else self._beta_init
 
     @beta.setter
     def beta(self, value):
         value = check_beta(value, f"layer {self.name!r}")
         if self.built:
-            self._beta.assign(float(value))
+            self._beta_ebops.assign([float(value), self.ebops])
         else:
             self._beta_init = float(value)
 
     @property
     def ebops(self):
         """EBOPs of the last training step (estimate) or of ``trace_minmax`` (exact)."""
-        return float(ops.convert_to_numpy(self._ebops)) if self.built else 0.0
+        return float(ops.convert_to_numpy(self._beta_ebops[1])) if self.built else 0.0
 
     def output_kif_map(self, exact=False):
         return self.paq.activation_kif(exact)
@@ -128,9 +132,10 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
                 "silently do nothing. Build the model with the functional API or keras.Sequential."
             )
         ebops = self.compute_ebops(exact=False, **known)
-        self._ebops.assign(ops.stop_gradient(ebops))
+        self._set_ebops(ops.stop_gradient(ebops))
+        beta = self._beta_ebops[0]
         calls = len(graph_node_indices(self))
-        loss = self._beta * ebops if calls == 1 else self._beta * ebops / calls
+        loss = beta * ebops if calls == 1 else beta * ebops / calls
         self.add_loss(ops.cast(loss, keras.config.floatx()))  # float64 layers too
 
     # tf.distribute: one list of loss terms per replica thread, not one shared by all (see replica_losses)
@@ -149,7 +154,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
     def set_exact_ebops(self):
         """Store and return exact EBOPs from traced ranges (called by ``trace_minmax``)."""
         value = float(ops.convert_to_numpy(self.compute_ebops(exact=True))) if self.has_cost() else 0.0
-        self._ebops.assign(value)
+        self._set_ebops(value)
         return value
 
     def reset_minmax(self):

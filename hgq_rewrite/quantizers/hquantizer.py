@@ -9,6 +9,7 @@ from keras import ops
 from .config import activation_config, check_granularity_rank, kernel_config
 from .fixed_point import quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
+from .saved_layouts import load_older_layout
 
 LN2 = math.log(2.0)
 _TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
@@ -43,13 +44,15 @@ class ClipBits(keras.constraints.Constraint):
 
 
 class Filled(keras.initializers.Initializer):
-    """Every element ``value``, made in numpy: no backend op per variable (``quantize`` creates thousands)."""
+    """Every element ``value``, or ``value[j]`` in row ``j`` of a packed variable given a list; made in
+    numpy: no backend op per variable (``quantize`` creates thousands)."""
 
     def __init__(self, value=0.0):
-        self.value = float(value)
+        self.value = [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
 
     def __call__(self, shape, dtype=None):
-        return np.full(shape, self.value, dtype=keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+        rows = np.asarray(self.value, dtype=keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+        return np.broadcast_to(rows.reshape(rows.shape + (1,) * (len(shape) - rows.ndim)), shape).copy()
 
     def get_config(self):
         return {"value": self.value}
@@ -156,12 +159,10 @@ class HQuantizer(keras.layers.Layer):
             constraint=ClipBits(*self.config["bw_clip"]),
         )
         if self.is_activation:
-            # ranges are reduced over all replicas in _record, so every replica holds the same value;
-            # they start empty (+inf / -inf, as after reset_minmax)
-            for name, start in (("min", np.inf), ("max", -np.inf)):
-                var = self.add_weight(name=name, shape=self.bw_shape, initializer=Filled(start), trainable=False,
-                                      aggregation=REPLICATED)
-                setattr(self, name, var)
+            # [min, max]: reduced over all replicas in _record, so every replica holds the same value;
+            # it starts empty (+inf / -inf, as after reset_minmax)
+            self.minmax = self.add_weight(name="minmax", shape=(2, *self.bw_shape), trainable=False,
+                                          initializer=Filled([np.inf, -np.inf]), aggregation=REPLICATED)
             self._build_firmware_state(shape)
 
     def _build_firmware_state(self, shape):
@@ -171,20 +172,32 @@ class HQuantizer(keras.layers.Layer):
         if not self.has_firmware_state:
             return  # unknown feature dims: no per-element formats, so no firmware emulation (nor export)
         state = dict(trainable=False, aggregation=REPLICATED, initializer=Filled(0.0))
-        # 1 after trace_minmax; set back to 0 by the first training step that records ranges
-        self.calibrated = self.add_weight(name="calibrated", shape=(), **state)
-        self.saturate = self.add_weight(name="saturate", shape=(), **state)  # overflow: 0 WRAP, 1 SAT
-        self.fw_k = self.add_weight(name="fw_k", shape=fw_shape, **state)
-        self.fw_i = self.add_weight(name="fw_i", shape=fw_shape, **state)
-        self.fw_f = self.add_weight(name="fw_f", shape=fw_shape, **state)
+        # [calibrated, saturate]: calibrated is 1 after trace_minmax, set back to 0 by the first training
+        # step that records ranges; saturate is the overflow, 0 WRAP, 1 SAT
+        self.fw_mode = self.add_weight(name="fw_mode", shape=(2,), **state)
+        self.fw_kif = self.add_weight(name="fw_kif", shape=(3, *fw_shape), **state)  # the format: [k, i, f]
+
+    # read-only views of the packed state (tensors)
+    min = property(lambda self: self.minmax[0], doc="Smallest recorded output (per bitwidth group).")
+    max = property(lambda self: self.minmax[1], doc="Largest recorded output (per bitwidth group).")
+    calibrated = property(lambda self: self.fw_mode[0], doc="1 while the firmware format is in use, else 0.")
+    saturate = property(lambda self: self.fw_mode[1], doc="Overflow of the firmware format: 1 SAT, 0 WRAP.")
+    fw_k = property(lambda self: self.fw_kif[0], doc="Sign bits of the firmware format.")
+    fw_i = property(lambda self: self.fw_kif[1], doc="Integer bits of the firmware format.")
+    fw_f = property(lambda self: self.fw_kif[2], doc="Fractional bits of the firmware format.")
 
     def load_own_variables(self, store):
-        """Also load files saved before the calibrated-inference variables existed (left uncalibrated)."""
-        if self.is_activation and getattr(self, "has_firmware_state", False) and len(store.keys()) == 3:
-            for j, var in enumerate((self.fbw, self.min, self.max)):
-                var.assign(store[str(j)])
-            return
-        super().load_own_variables(store)
+        """Also load files saved with min/max and the firmware state as separate variables, or saved before
+        the firmware state existed (left uncalibrated)."""
+        if not (self.is_activation and load_older_layout(self, store, self._older_layouts())):
+            super().load_own_variables(store)
+
+    def _older_layouts(self):
+        if not self.has_firmware_state:
+            return [[(self.minmax, 2)]]
+        separate = [(self.minmax, 2), (self.fw_mode, 2), (self.fw_kif, 3)]
+        no_firmware_state = [(self.minmax, 2), (self.fw_mode, 0), (self.fw_kif, 0)]
+        return [separate, no_firmware_state]
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None):
@@ -198,7 +211,7 @@ class HQuantizer(keras.layers.Layer):
         if self.is_activation and (training or self.record_minmax):
             self._record(xq)
             if training and self.has_firmware_state:
-                self.calibrated.assign(0.0)  # ranges from training are not a calibration
+                self._uncalibrate()  # ranges from training are not a calibration
         return out
 
     def _grid_quantize(self, x, f):
@@ -224,10 +237,13 @@ class HQuantizer(keras.layers.Layer):
                 f"Layer {self.owner!r}: its output has unknown dimensions, so no per-element format can be "
                 "calibrated. Give the model an Input with a full shape."
             )
-        for var, value in zip((self.fw_k, self.fw_i, self.fw_f), kif):
-            var.assign(np.broadcast_to(np.asarray(value, dtype="float32"), var.shape))
-        self.saturate.assign(1.0 if saturate else 0.0)
-        self.calibrated.assign(1.0)
+        fw_shape = self.fw_kif.shape[1:]
+        self.fw_kif.assign(np.stack([np.broadcast_to(np.asarray(v, dtype="float32"), fw_shape) for v in kif]))
+        self.fw_mode.assign([1.0, 1.0 if saturate else 0.0])
+
+    def _uncalibrate(self):
+        """calibrated = 0, the overflow mode kept (graph-safe)."""
+        self.fw_mode.assign(self.fw_mode * ops.convert_to_tensor([0.0, 1.0], self.fw_mode.dtype))
 
     def emulates(self, kif, saturate):
         """True when the calibrated inference uses format ``kif`` and this overflow mode."""
@@ -240,15 +256,18 @@ class HQuantizer(keras.layers.Layer):
     def _record(self, xq):
         lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
         hi = replica_max(ops.max(xq, axis=self.axes, keepdims=True))
-        self.min.assign(ops.minimum(self.min, ops.cast(lo, self.min.dtype)))
-        self.max.assign(ops.maximum(self.max, ops.cast(hi, self.max.dtype)))
+        self.set_range(ops.minimum(self.min, lo), ops.maximum(self.max, hi))
+
+    def set_range(self, lo, hi):
+        """Set the recorded range to ``[lo, hi]`` (broadcast to ``bw_shape``; graph-safe)."""
+        lo, hi = (ops.broadcast_to(ops.cast(v, self.minmax.dtype), self.bw_shape) for v in (lo, hi))
+        self.minmax.assign(ops.stack([lo, hi]))
 
     def reset_minmax(self):
         """Forget the recorded range (+inf / -inf) and any calibration."""
-        self.min.assign(ops.full(self.bw_shape, np.inf))
-        self.max.assign(ops.full(self.bw_shape, -np.inf))
+        self.set_range(np.inf, -np.inf)
         if self.has_firmware_state:
-            self.calibrated.assign(0.0)
+            self._uncalibrate()
 
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (graph-safe)."""
@@ -266,8 +285,7 @@ class HQuantizer(keras.layers.Layer):
 
     def is_traced(self):
         """True after ``trace_minmax``, until a training step records new ranges."""
-        calibrated = getattr(self, "calibrated", None)
-        return calibrated is not None and bool(ops.convert_to_numpy(calibrated) > 0) and self.has_ranges()
+        return self.has_firmware_state and bool(ops.convert_to_numpy(self.calibrated) > 0) and self.has_ranges()
 
     def activation_kif(self, exact=False):
         """(k, i, f) tensors of shape ``bw_shape`` for the recorded range.
