@@ -6,7 +6,8 @@ outside the calibration range). Finally each backend loads the proxy the *other*
 and predicts: it must give exactly that backend's predictions. The two proxies themselves
 have the same formats, kernels and masks; lookup tables hold each backend's float32
 activation rounded to a grid and may differ by one step at a rare rounding tie.
-The file is also the worker script: ``python tests/test_backends_proxy.py STEP DIR``.
+The file is also the worker script, one process running one or more steps (a backend start-up costs more
+than a step): ``python tests/test_backends_proxy.py STEP[,STEP...] DIR MODEL``.
 """
 
 import os
@@ -36,11 +37,9 @@ def test_proxies_made_on_either_backend_predict_the_same(model, tmp_path):
     """``every_layer``: every H/P layer. ``wide``: 24-bit inputs, sums and outputs wider than
     float32 (JAX's default) holds, and a 2**15-entry tanh table."""
     pytest.importorskip("jax")
-    run("train", "tensorflow", tmp_path, model)
-    for backend in BACKENDS:
-        run("proxy", backend, tmp_path, model)
-    for backend in BACKENDS:
-        run("load", backend, tmp_path, model)
+    run("train,proxy", "tensorflow", tmp_path, model)
+    run("proxy,load", "jax", tmp_path, model)  # loads the proxy TensorFlow made
+    run("load", "tensorflow", tmp_path, model)  # loads the proxy JAX made
     made = {b: np.load(tmp_path / f"pred_made_{b}.npy") for b in BACKENDS}
     loaded = {b: np.load(tmp_path / f"pred_loaded_{b}.npy") for b in BACKENDS}
     assert made["tensorflow"].dtype == made["jax"].dtype == np.float64
@@ -142,4 +141,5 @@ def worker(step, workdir, which):
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], sys.argv[3])
+    for step_name in sys.argv[1].split(","):
+        worker(step_name, sys.argv[2], sys.argv[3])

@@ -6,8 +6,9 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``.
 
 Checked against a one-device run on the same data: activation ranges (min/max over all
 replicas' batches), the logged ``bops`` and loss, BatchNorm statistics, the trained weights,
-and the traced fixed-point formats and exact EBOPs. The file is also the worker script:
-``python tests/test_distributed_training.py BACKEND DEVICES SCENARIO OUT.npz``.
+and the traced fixed-point formats and exact EBOPs. The file is also the worker script, one process per
+backend and device count running every scenario (a TensorFlow or JAX start-up costs more than a scenario):
+``python tests/test_distributed_training.py BACKEND DEVICES SCENARIO[,SCENARIO...] OUT_DIR``.
 """
 
 import json
@@ -21,6 +22,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_SAMPLES = 1000  # 15 batches of 64 and a short last batch of 40 (20 per replica)
 BATCH = 64
+SCENARIOS = ("frozen", "scope", "finetune")
 
 
 def _environment(backend, devices):
@@ -33,19 +35,24 @@ def _environment(backend, devices):
     return env
 
 
-def run_worker(backend, devices, scenario, tmp_path):
-    out = tmp_path / f"{backend}_{devices}_{scenario}.npz"
+def run_worker(backend, devices, tmp_path):
+    """One worker process on ``devices`` devices running every scenario; returns {scenario: its arrays}."""
+    out = tmp_path / f"{backend}_{devices}"
+    out.mkdir()
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), backend, str(devices), scenario, str(out)],
+        [sys.executable, os.path.abspath(__file__), backend, str(devices), ",".join(SCENARIOS), str(out)],
         env=_environment(backend, devices),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     assert proc.returncode == 0, f"worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    data = dict(np.load(out, allow_pickle=False))
-    data["meta"] = json.loads(str(data["meta"]))
-    return data
+    runs = {}
+    for scenario in SCENARIOS:
+        data = dict(np.load(out / f"{scenario}.npz", allow_pickle=False))
+        data["meta"] = json.loads(str(data["meta"]))
+        runs[scenario] = data
+    return runs
 
 
 def _ranges(data):
@@ -89,12 +96,19 @@ def assert_same_training(one, two):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_ranges_under_two_replicas_equal_single_device_trace(backend, tmp_path):
-    """A model without BatchNorm/Dropout, lr = 0: ranges recorded while fitting on 2 replicas are
-    exactly those of ``trace_minmax`` on one device, and those of a 1-device fit."""
+def test_two_replicas_train_like_one_device(backend, tmp_path):
+    """Every scenario on 1 device and on 2 replicas (one worker process each):
+
+    ``frozen``: a model without BatchNorm/Dropout, lr = 0: ranges recorded while fitting on 2 replicas are
+    exactly those of ``trace_minmax`` on one device, and those of a 1-device fit.
+    ``scope`` and ``finetune``: quantize() of a float model with BatchNorm; an epoch at lr = 0 (same weights
+    throughout), then 2 epochs of training: 2 replicas == 1 device. ``scope``: built and fitted in the
+    framework's scope; ``finetune``: built outside, ``finetune(..., distribution=...)`` trains a copy and
+    writes the weights back.
+    """
     pytest.importorskip(backend)
-    one = run_worker(backend, 1, "frozen", tmp_path)
-    two = run_worker(backend, 2, "frozen", tmp_path)
+    ones, twos = run_worker(backend, 1, tmp_path), run_worker(backend, 2, tmp_path)
+    one, two = ones["frozen"], twos["frozen"]
     assert two["meta"]["replicas"] == 2
     for data in (one, two):
         for key, value in _ranges(data).items():
@@ -102,25 +116,9 @@ def test_ranges_under_two_replicas_equal_single_device_trace(backend, tmp_path):
     for key, value in _ranges(one).items():
         np.testing.assert_array_equal(two[key], value, err_msg=key)
     np.testing.assert_allclose(two["bops"], one["bops"], rtol=1e-6)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "backend,scenario",
-    [("tensorflow", "scope"), ("tensorflow", "finetune"), ("jax", "scope"), ("jax", "finetune")],
-)
-def test_quantized_model_trains_like_one_device(backend, scenario, tmp_path):
-    """quantize() of a float model with BatchNorm; an epoch at lr = 0 (same weights throughout), then
-    2 epochs of training: 2 replicas == 1 device.
-
-    ``scope``: built and fitted in the framework's scope; ``finetune``: built outside,
-    ``finetune(..., distribution=...)`` trains a copy and writes the weights back.
-    """
-    pytest.importorskip(backend)
-    one = run_worker(backend, 1, scenario, tmp_path)
-    two = run_worker(backend, 2, scenario, tmp_path)
-    assert_same_state(one, two)
-    assert_same_training(one, two)
+    for scenario in ("scope", "finetune"):
+        assert_same_state(ones[scenario], twos[scenario])
+        assert_same_training(ones[scenario], twos[scenario])
 
 
 # ----------------------------------------------------------------------------------------- worker
@@ -206,18 +204,24 @@ class _Capture:
         return Capture()
 
 
-def worker(backend, devices, scenario, out):
+def worker(backend, devices, scenarios, out_dir):
     _set_devices(backend, devices)
     sys.path.insert(0, HERE)
-    import keras
     from data import digits_28x28
-
-    import hgq_rewrite as hr
-    from hgq_rewrite.trace import h_layers
 
     x, y = digits_28x28()[:2]
     x, y = x[:N_SAMPLES], y[:N_SAMPLES]
     dist = _distribution(backend, devices)
+    for scenario in scenarios:
+        run_scenario(backend, devices, scenario, dist, x, y, os.path.join(out_dir, f"{scenario}.npz"))
+
+
+def run_scenario(backend, devices, scenario, dist, x, y, out):
+    import keras
+
+    import hgq_rewrite as hr
+    from hgq_rewrite.trace import h_layers
+
     store = {}
     capture = _Capture.make(store)
     if scenario == "frozen":
@@ -280,4 +284,4 @@ class _null:
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    worker(sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), sys.argv[4])

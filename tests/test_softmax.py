@@ -94,13 +94,11 @@ def test_every_softmax_form_converts_to_hsoftmax_and_exports():
 
 # -- exactness -------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@needs_gxx
-def test_dense_softmax_classifier_is_bit_exact_in_hls4ml():
+def test_dense_softmax_classifier_equals_its_proxy():
+    """The same classifier goes through hls4ml's C simulation in tests/test_zoo.py (softmax_classifier)."""
     q, proxy, x = _train_trace_proxy(_classifier())
     assert [type(lay).__name__ for lay in proxy.layers].count("FixedPointSoftmax") == 1
     assert _mismatching_rows(q, proxy, x) == 0
-    report = _hls4ml_mismatches(proxy, x)
-    assert report.ok, str(report)
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ One parametrized test, so ``pytest -n 2`` spreads the zoo over two workers."""
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import keras
@@ -128,32 +127,15 @@ def _check_exact(model, config):
 
 
 def _params():
+    """The transformer (tables, products, sums) is built at -O3 as users build it; the rest at -O0 (conftest)."""
     for name, entry in ZOO.items():
-        yield pytest.param(name, id=name)
-
-
-@pytest.fixture
-def unoptimized_csim(monkeypatch):
-    """hls4ml builds its C simulation with -O0 instead of -O3: the same ap_fixed (integer) arithmetic, built
-    2-3 times faster for the convolutional models (this is what keeps the zoo within its time budget)."""
-    from hls4ml.backends.fpga.fpga_backend import FPGABackend
-
-    build = FPGABackend.compile
-
-    def compile_unoptimized(self, model):
-        script = Path(model.config.get_output_dir()) / "build_lib.sh"
-        text = script.read_text()
-        assert 'CFLAGS="-O3 ' in text, "hls4ml's build_lib.sh changed: update this fixture"
-        script.write_text(text.replace('CFLAGS="-O3 ', 'CFLAGS="-O0 '))
-        return build(self, model)
-
-    monkeypatch.setattr(FPGABackend, "compile", compile_unoptimized)
+        yield pytest.param(name, id=name, marks=[pytest.mark.optimized_csim] if name == "transformer" else [])
 
 
 @pytest.mark.slow
 @needs_gxx
 @pytest.mark.parametrize("name", _params())
-def test_zoo_model(name, unoptimized_csim):
+def test_zoo_model(name):
     entry = ZOO[name]
     keras.utils.set_random_seed(0)
     built = entry.build()
