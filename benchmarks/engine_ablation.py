@@ -47,7 +47,25 @@ VARIANTS = {
     "l1_1e7": {"quantize": {"config": _l1(1e-7)}},
     "scratch": {"scratch": True, "calibrate": False},
     "scratch_scale3": {"scratch": True, "calibrate": False, "finetune": {"bitwidth_lr_scale": 3.0}},
+    # the start point: the trained float weights scaled before quantize (kernels and biases x0.5; or only the
+    # last kernel layer's, its logits /8), or fine-tuned at a larger learning rate
+    "shrink0.5": {"scale_weights": 0.5},
+    "logits_div8": {"scale_weights": 0.125, "last_only": True},
+    "lr1e-2": {"learning_rate": 1e-2},
 }
+
+
+def scaled_copy(float_m, factor, last_only):
+    """A copy of ``float_m`` whose kernel layers' kernels and biases are multiplied by ``factor``
+    (only the last kernel layer's with ``last_only``)."""
+    copy = keras.models.clone_model(float_m)
+    copy.set_weights(float_m.get_weights())
+    layers = [layer for layer in copy.layers if hasattr(layer, "kernel")]
+    for layer in layers[-1:] if last_only else layers:
+        for var in (layer.kernel, getattr(layer, "bias", None)):
+            if var is not None:
+                var.assign(factor * keras.ops.convert_to_numpy(var))
+    return copy
 
 
 def run_variant(name, task, float_m, data, beta, cfg, lr, seed, workdir, target=None):
@@ -58,13 +76,14 @@ def run_variant(name, task, float_m, data, beta, cfg, lr, seed, workdir, target=
     keras.utils.set_random_seed(seed)
     t0 = time.perf_counter()
     start = float_model(task) if v.get("scratch") else float_m
+    if "scale_weights" in v:
+        start = scaled_copy(float_m, v["scale_weights"], v.get("last_only", False))
     calib = {"calibration_data": x} if v.get("calibrate", True) else {}
     qmodel = hr.quantize(start, beta=beta, **calib, **v.get("quantize", {}))
     fkw = dict(v.get("finetune", {}))
     if target:
         fkw.update(target_ebops=target)
-    hist, front = hr.finetune(qmodel, x, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=lr,
-                          verbose=0, **fkw)
+    hist, front = hr.finetune(qmodel, x, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=v.get("learning_rate", lr), verbose=0, **fkw)
     if target and front.reached:
         front.chosen.restore(qmodel)
     own = float(hr.trace_minmax(qmodel, x))
@@ -93,6 +112,8 @@ def main(argv=None):
     p.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
     p.add_argument("--target", type=float, nargs="+", help="finetune(target_ebops=...) per beta (beta then unused)")
     p.add_argument("--hgq2", action="store_true", help="also HGQ2 from scratch, N epochs (the reference)")
+    p.add_argument("--hgq2-lr", type=float, nargs="*", default=[],
+                   help="also HGQ2 from scratch at these learning rates (rows hgq2_lr<value>)")
     p.add_argument("--target-hgq2", action="store_true",
                    help="finetune(target_ebops = HGQ2's EBOPs at that beta and seed), as run.py's ours_target row")
     p.add_argument("--out", help="JSON file for the results (appended to when it exists)")
@@ -117,6 +138,13 @@ def main(argv=None):
                     if args.target_hgq2:
                         target = ex["ebops"]
                     print(f"{args.task} seed {seed} beta={beta:g} hgq2: acc {tr['test_accuracy']:.4f} "
+                          f"EBOPs {ex['ebops']:,.0f}", flush=True)
+                for hlr in args.hgq2_lr:
+                    model, tr = H.train_hgq2(args.task, None, data, beta, cfg["epochs"], cfg["batch_size"], hlr, seed)
+                    ex = H.export_hgq2(model, data[2], data[3], False, os.path.join(scratch, f"hgq2_{beta:g}_{hlr:g}"))
+                    rows.append({"variant": f"hgq2_lr{hlr:g}", "beta": beta, "seed": seed,
+                                 "test_accuracy": tr["test_accuracy"], "ebops": ex["ebops"]})
+                    print(f"{args.task} seed {seed} beta={beta:g} hgq2 lr {hlr:g}: acc {tr['test_accuracy']:.4f} "
                           f"EBOPs {ex['ebops']:,.0f}", flush=True)
                 for name in args.variants:
                     r = run_variant(name, args.task, float_m, data, beta, cfg, lr, seed, scratch, target)
