@@ -60,9 +60,10 @@ def test_a_quantizer_of_unknown_feature_dims_loads_its_old_range():
     np.testing.assert_array_equal(ops.convert_to_numpy(q.minmax), np.stack([old["1"], old["2"]]))
 
 
-def test_a_store_of_another_layout_is_refused():
-    q = _quantizer((None, 4))
-    with pytest.raises(ValueError):
+def test_a_store_of_another_layout_is_refused_naming_the_layer():
+    q = HQuantizer({"init_bw": 3}, "activation", owner="dense_7")
+    q.build((None, 4))
+    with pytest.raises(ValueError, match=r"Layer 'dense_7' \(activation quantizer\).*expected 4 variables"):
         q.load_own_variables({str(j): np.zeros((1, 4), "float32") for j in range(6)})
 
 

@@ -188,9 +188,16 @@ class HQuantizer(keras.layers.Layer):
 
     def load_own_variables(self, store):
         """Also load files saved with min/max and the firmware state as separate variables, or saved before
-        the firmware state existed (left uncalibrated)."""
-        if not (self.is_activation and load_older_layout(self, store, self._older_layouts())):
+        the firmware state existed (left uncalibrated); any other layout is refused naming the owning layer."""
+        if self.is_activation and load_older_layout(self, store, self._older_layouts()):
+            return
+        try:
             super().load_own_variables(store)
+        except ValueError as e:
+            raise ValueError(
+                f"Layer {self.owner!r} ({self.role} quantizer): {e}. The file does not match this layer's "
+                "quantizer; load it with the model code that saved it, or quantize the float model again."
+            ) from None
 
     def _older_layouts(self):
         if not self.has_firmware_state:
