@@ -1,6 +1,6 @@
 """hgq_rewrite: float Keras model -> HGQ model -> bit-exact hls4ml firmware."""
 
-from .bitwidth_step import BitwidthAdam, BitwidthStepMixin
+from .bitwidth_step import BitwidthAdam, BitwidthStepMixin, relative_weight_steps
 from .callbacks import CalibratedBOPs, FreeBOPs, ResetMinMax
 from .finetune import ParetoFront, finetune
 from .export import estimate_resources, to_qonnx
@@ -18,6 +18,7 @@ __all__ = [
     "init_bits",
     "BitwidthAdam",
     "BitwidthStepMixin",
+    "relative_weight_steps",
     "register_converter",
     "register_handler",
     "finetune",

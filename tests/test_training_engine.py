@@ -73,6 +73,51 @@ def test_finetune_uses_the_bitwidth_scale_and_checks_it():
         hr.finetune(hr.quantize(_mlp()), x, y, epochs=1, verbose=0, bitwidth_lr_scale=0)
 
 
+# -- weight steps relative to the weights' size --------------------------------------------------
+def _grown_mlp(factor):
+    """`_mlp` with d1's kernel `factor` times its Glorot size and d2's half its Glorot size."""
+    m = _mlp()
+    for name, size in (("d1", factor * np.sqrt(2.0 / (4 + 8))), ("d2", 0.5 * np.sqrt(2.0 / (8 + 3)))):
+        kernel = m.get_layer(name).kernel
+        kernel.assign(size * np.sign(np.array(kernel)))
+    return m
+
+
+def test_relative_weight_steps_scale_grown_kernels_and_their_biases_only():
+    q = hr.quantize(_grown_mlp(4.0))
+    scales = hr.relative_weight_steps(q)
+    d1 = q.get_layer("d1")
+    assert scales == {d1.kernel.path: pytest.approx(4.0), d1.bias.path: pytest.approx(4.0)}
+
+
+def test_weight_lr_scales_multiply_the_step_of_the_named_variables_only():
+    x, y = _data(64)
+    q = hr.quantize(_grown_mlp(4.0), beta=1e-3)
+    d1, d2 = q.get_layer("d1"), q.get_layer("d2")
+    q.compile(BitwidthAdam(1e-3, bitwidth_lr_scale=1.0, weight_lr_scales={d1.kernel.path: 5.0}),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    k1, k2 = np.array(d1.kernel), np.array(d2.kernel)
+    q.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    assert np.abs(np.array(d1.kernel) - k1).max() == pytest.approx(5e-3, rel=0.05)  # Adam's first step: lr x 5
+    assert np.abs(np.array(d2.kernel) - k2).max() == pytest.approx(1e-3, rel=0.05)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(q.optimizer))
+    assert again.weight_lr_scales == {d1.kernel.path: 5.0}
+
+
+def test_finetune_relative_weight_step_compiles_with_the_scales_and_checks_its_argument():
+    x, y = _data(64)
+    q = hr.quantize(_grown_mlp(3.0), beta=1e-3)
+    hr.finetune(q, x, y, epochs=1, batch_size=64, verbose=0, relative_weight_step=True)
+    assert q.optimizer.weight_lr_scales[q.get_layer("d1").kernel.path] == pytest.approx(3.0, rel=0.01)
+    q2 = hr.quantize(_grown_mlp(3.0), beta=1e-3)
+    hr.finetune(q2, x, y, epochs=1, batch_size=64, verbose=0)
+    assert q2.optimizer.weight_lr_scales == {}
+    with pytest.raises(TypeError, match="relative_weight_step"):
+        hr.finetune(hr.quantize(_mlp()), x, y, epochs=1, verbose=0, relative_weight_step="yes")
+    with pytest.raises(ValueError, match=r"weight_lr_scales\['d1/kernel'\]"):
+        BitwidthAdam(weight_lr_scales={"d1/kernel": -1.0})
+
+
 # -- data-driven initial bitwidths ----------------------------------------------------------------
 def _trained_mlp():
     x, y = _data(512)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from ..beta_control import BetaController, check_target
-from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale
+from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale, relative_weight_steps
 from ..callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from ..compat.keras_private import compile_state, restore_compile_state
 from ..inputs import as_arrays, model_inputs, pack
@@ -39,6 +39,7 @@ def finetune(
     metric=None,
     learning_rate=1e-3,
     bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
+    relative_weight_step=False,
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -72,6 +73,9 @@ def finetune(
         learning_rate: Adam's learning rate when `finetune` compiles the model.
         bitwidth_lr_scale: when `finetune` compiles the model, the bitwidth variables step
             this many times faster than the weights (`BitwidthAdam`); 1.0 is plain Adam.
+        relative_weight_step: when `finetune` compiles the model, each kernel grown past its
+            Glorot initialisation size (and its bias) steps that many times faster, so it moves as
+            far relative to its size as a fresh one (`relative_weight_steps`).
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
@@ -125,6 +129,8 @@ def finetune(
     if not isinstance(overwrite, (bool, np.bool_)):
         raise TypeError(f"finetune: overwrite must be True or False, got {overwrite!r}.")
     bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
+    if not isinstance(relative_weight_step, (bool, np.bool_)):
+        raise TypeError(f"finetune: relative_weight_step must be True or False, got {relative_weight_step!r}.")
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"finetune: verbose must be 0, 1 or 2, got {verbose!r}.")
     if y is None:
@@ -197,7 +203,8 @@ def finetune(
     try:
         with distributed(qmodel, distribution) as model:
             if not model.compiled:
-                default_compile(model, ys, learning_rate, bitwidth_lr_scale)
+                scales = relative_weight_steps(model) if relative_weight_step else None
+                default_compile(model, ys, learning_rate, bitwidth_lr_scale, scales)
             if metric is not None and not callbacks:
                 _check_metric_is_logged(model, metric, xs, ys, val, scheduler)
             for path in old_run:  # overwrite=True: the earlier run goes once everything is checked

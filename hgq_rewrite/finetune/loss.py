@@ -24,9 +24,9 @@ def _outputs_probabilities(model):
     return name in ("softmax", "sigmoid")
 
 
-def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE):
-    """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster) and a loss
-    guessed from the targets ``y``; return the loss name.
+def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE, weight_lr_scales=None):
+    """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster, the variables
+    of ``weight_lr_scales`` their own factor faster) and a loss guessed from the targets ``y``; return the loss name.
 
     Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
     for a single output unit) with accuracy. Float targets: mean squared error.
@@ -48,7 +48,8 @@ def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITW
             loss, metrics = keras.losses.SparseCategoricalCrossentropy(from_logits=logits), ["accuracy"]
     else:
         loss, metrics = keras.losses.MeanSquaredError(), ["mae"]
-    optimizer = BitwidthAdam(learning_rate=learning_rate, bitwidth_lr_scale=bitwidth_lr_scale)
+    optimizer = BitwidthAdam(learning_rate=learning_rate, bitwidth_lr_scale=bitwidth_lr_scale,
+                             weight_lr_scales=weight_lr_scales)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return type(loss).__name__
 
