@@ -52,6 +52,9 @@ VARIANTS = {
     "shrink0.5": {"scale_weights": 0.5},
     "logits_div8": {"scale_weights": 0.125, "last_only": True},
     "lr1e-2": {"learning_rate": 1e-2},
+    # each grown kernel steps rms/glorot_rms times faster (finetune's relative_weight_step), or not
+    "relstep": {"finetune": {"relative_weight_step": True}},
+    "plainstep": {"finetune": {"relative_weight_step": False}},
 }
 
 

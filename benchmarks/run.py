@@ -197,8 +197,12 @@ def run_task(task, settings, scratch, speed=True):
         log(f"{task} seed {seed}: float test accuracy {float_rec['test_accuracy']:.4f}")
         runs = {}
         result["seeds"][str(seed)] = {"float": float_rec, "runs": runs}
+        reused = settings.get("reused_runs", {}).get(task, {}).get(str(seed), {})
         for beta in settings["betas"]:
             for row in rows:
+                if f"{row}@{beta:g}" in reused:  # an HGQ2 row of an earlier run (--reuse): not trained again
+                    runs[f"{row}@{beta:g}"] = reused[f"{row}@{beta:g}"]
+                    continue
                 target = None
                 if row == "ours_target":
                     target = runs.get(f"hgq2@{beta:g}", {}).get("export", {}).get("ebops")
@@ -222,6 +226,33 @@ def run_task(task, settings, scratch, speed=True):
         keras.backend.clear_session()
         gc.collect()
     return result
+
+
+REUSABLE_ROWS = ("hgq2", "hgq2_4x", "hgq2_float")  # rows whose runs do not depend on hgq_rewrite's code
+SAME_SETTINGS = ("lr", "max_train", "max_test")
+
+
+def reused_runs(path, settings):
+    """``{task: {seed: {"row@beta": run}}}``: the HGQ2 rows of an earlier results JSON for this run's
+    tasks, seeds and betas. Its settings must be this run's (same epochs, batch, lr and data sizes)."""
+    with open(path) as f:
+        old = json.load(f)
+    old_settings = old["meta"]["settings"]
+    for key in SAME_SETTINGS:
+        if old_settings.get(key) != settings.get(key):
+            raise SystemExit(f"--reuse {path}: its setting {key!r} is {old_settings.get(key)!r}, this run's is "
+                             f"{settings.get(key)!r}; rerun the HGQ2 rows instead (no --reuse).")
+    out = {}
+    for task, cfg in settings["tasks"].items():
+        if old_settings["tasks"].get(task) != cfg:
+            raise SystemExit(f"--reuse {path}: task {task!r} ran with {old_settings['tasks'].get(task)}, this run "
+                             f"uses {cfg}; rerun its HGQ2 rows instead.")
+        for seed in settings["seeds"]:
+            runs = old["tasks"][task]["seeds"].get(str(seed), {}).get("runs", {})
+            keys = [f"{row}@{beta:g}" for row in REUSABLE_ROWS if row in settings["rows"] for beta in settings["betas"]]
+            out.setdefault(task, {})[str(seed)] = {
+                k: runs[k] for k in keys if k in runs and "error" not in runs[k].get("train", {})}
+    return out
 
 
 def _seed_job(args):
@@ -267,6 +298,9 @@ def main(argv=None):
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
     parser.add_argument("--keep-projects", metavar="DIR", help="keep the hls4ml projects in DIR")
     parser.add_argument("--report", metavar="JSON", help="only rewrite the markdown and plots of a results JSON")
+    parser.add_argument("--reuse", metavar="JSON",
+                        help="take the HGQ2 rows (hgq2, hgq2_4x, hgq2_float) of an earlier results JSON with the "
+                             "same settings instead of training them again; ours and ours_target are trained")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="merge the tasks of several results JSONs (runs split by --tasks) into --out")
     args = parser.parse_args(argv)
@@ -294,11 +328,21 @@ def main(argv=None):
         settings["rows"] = args.rows
     if args.no_compile:
         settings["compile_tasks"] = []
+    notes = []
+    if args.reuse:
+        settings["reused_runs"] = reused_runs(args.reuse, settings)
+        with open(args.reuse) as f:
+            old_meta = json.load(f)["meta"]
+        rows = ", ".join(r for r in REUSABLE_ROWS if r in settings["rows"])
+        notes.append(f"The HGQ2 rows ({rows}) are those of {os.path.basename(args.reuse)} ({old_meta['date']}, "
+                     f"hgq2 {old_meta['versions']['hgq2']}, same settings, seeds and data); the other rows were "
+                     "trained in this run.")
     mode = "quick" if args.quick else "full"
     suffix = "_quick" if args.quick else ""
     os.makedirs(args.out, exist_ok=True)
     t_start = time.perf_counter()
-    results = {"meta": meta(mode, settings), "tasks": {}, "speed": {}, "scaling": [], "notes": []}
+    results = {"meta": meta(mode, {k: v for k, v in settings.items() if k != "reused_runs"}), "tasks": {},
+               "speed": {}, "scaling": [], "notes": notes}
     log(f"{mode} run; results to {args.out}")
 
     with H.workdir(args.keep_projects) as scratch:
