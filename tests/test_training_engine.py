@@ -107,10 +107,10 @@ def test_weight_lr_scales_multiply_the_step_of_the_named_variables_only():
 def test_finetune_relative_weight_step_compiles_with_the_scales_and_checks_its_argument():
     x, y = _data(64)
     q = hr.quantize(_grown_mlp(3.0), beta=1e-3)
-    hr.finetune(q, x, y, epochs=1, batch_size=64, verbose=0, relative_weight_step=True)
+    hr.finetune(q, x, y, epochs=1, batch_size=64, verbose=0)  # on by default
     assert q.optimizer.weight_lr_scales[q.get_layer("d1").kernel.path] == pytest.approx(3.0, rel=0.01)
     q2 = hr.quantize(_grown_mlp(3.0), beta=1e-3)
-    hr.finetune(q2, x, y, epochs=1, batch_size=64, verbose=0)
+    hr.finetune(q2, x, y, epochs=1, batch_size=64, verbose=0, relative_weight_step=False)
     assert q2.optimizer.weight_lr_scales == {}
     with pytest.raises(TypeError, match="relative_weight_step"):
         hr.finetune(hr.quantize(_mlp()), x, y, epochs=1, verbose=0, relative_weight_step="yes")

@@ -39,7 +39,7 @@ def finetune(
     metric=None,
     learning_rate=1e-3,
     bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
-    relative_weight_step=False,
+    relative_weight_step=True,
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -75,7 +75,8 @@ def finetune(
             this many times faster than the weights (`BitwidthAdam`); 1.0 is plain Adam.
         relative_weight_step: when `finetune` compiles the model, each kernel grown past its
             Glorot initialisation size (and its bias) steps that many times faster, so it moves as
-            far relative to its size as a fresh one (`relative_weight_steps`).
+            far relative to its size as a fresh one (`relative_weight_steps`); False: every weight
+            steps at ``learning_rate``.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
