@@ -1,10 +1,12 @@
-"""quantize() copies the float weights and adapts the kernel bits once: the result is what it was when
-build also adapted (to the random initial kernel) before the transfer adapted again."""
+"""quantize() starts the new layers' variables from copies of the float weights (set_initial_weights) and
+adapts the kernel bits to them once, in build: the result is what assigning the weights after build and
+adapting again gives."""
 
 import keras
 import numpy as np
 import pytest
 from keras import layers as L
+from keras import ops
 
 from hgq_rewrite.layers import HConv1DBatchNorm, HDense, HDenseBatchNorm
 from hgq_rewrite.layers.kernel_base import HKernelLayer
@@ -62,7 +64,7 @@ def test_converted_weights_and_bits_are_the_transferred_ones(granularity):
     expected_types = {"conv": HConv1DBatchNorm, "dense": HDenseBatchNorm, "head": HDense}
     for name, cls in expected_types.items():
         layer = q.get_layer(name)
-        assert type(layer) is cls and layer.init_kernel_on_build is False
+        assert type(layer) is cls and not layer._initial_weights  # consumed by build
         src = m.get_layer(name)
         np.testing.assert_array_equal(layer.kernel.numpy(), src.kernel.numpy())
         if src.use_bias:
@@ -79,7 +81,6 @@ def test_converted_weights_and_bits_are_the_transferred_ones(granularity):
 
 def test_hand_built_layer_adapts_its_initial_kernel():
     layer = HDense(5, kq_conf={"init_bw": 3})
-    assert layer.init_kernel_on_build is True
     layer.build((None, 7))
     kernel = layer.kernel.numpy()
     assert np.any(kernel != 0)  # drawn from glorot_uniform, not zeros
@@ -94,6 +95,51 @@ def test_reloaded_converted_layer_builds_like_a_hand_built_one(tmp_path):
     loaded = keras.models.load_model(path)
     for layer in loaded.layers:
         if isinstance(layer, HKernelLayer):
-            assert layer.init_kernel_on_build is True  # the skip is the converter's, not part of the config
             for a, b in zip(layer.weights, q.get_layer(layer.name).weights):
                 np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_initial_weights_equal_assigning_after_build():
+    rng = np.random.default_rng(3)
+    values = {"kernel": rng.normal(size=(7, 5)).astype("float32"), "bias": rng.normal(size=5).astype("float32"),
+              "bn_gamma": rng.normal(size=5).astype("float32"), "moving_variance": rng.uniform(0.1, 4, 5).astype("float32")}
+    given = HDenseBatchNorm(5, name="given")
+    given.set_initial_weights(**values, bn_beta=None)  # None: keeps the initializer
+    given.build((None, 7))
+    assigned = HDenseBatchNorm(5, name="assigned")
+    assigned.build((None, 7))
+    for name, value in values.items():
+        getattr(assigned, name).assign(value)
+    assigned.adapt_kernel_bits()
+    for a, b in zip(given.weights, assigned.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_bad_initial_weights_are_refused_naming_the_layer():
+    layer = HDense(5, name="d")
+    layer.set_initial_weights(kernel=np.zeros((7, 5), "float32"), kernal=np.zeros((7, 5), "float32"))
+    with pytest.raises(ValueError, match=r"Layer 'd': set_initial_weights named \['kernal'\]"):
+        layer.build((None, 7))
+    layer = HDense(5, name="d2")
+    layer.set_initial_weights(kernel=np.zeros((3, 5), "float32"))
+    with pytest.raises(ValueError, match=r"Layer 'd2', variable 'kernel': the initial value has shape \(3, 5\)"):
+        layer.build((None, 7))
+    layer = HDense(5, name="d3")
+    layer.build((None, 7))
+    with pytest.raises(RuntimeError, match="'d3' is built already"):
+        layer.set_initial_weights(kernel=np.zeros((7, 5), "float32"))
+
+
+@pytest.mark.parametrize("granularity", ["element", "channel"])
+def test_adapted_bits_are_the_backend_log2_ones(granularity):
+    """adapt_to takes log2 from the backend (its float32 log2 misplaces some values next to powers of two)."""
+    powers = np.float32(2.0) ** np.arange(-40, 24, dtype="float32")
+    values = np.concatenate([powers, np.nextafter(powers, np.float32(0)), -powers, np.zeros(64, "float32")])
+    kernel = np.random.default_rng(0).permutation(values).reshape(32, 8)
+    layer = HDense(8, kq_conf={"init_bw": 4, "granularity": granularity})
+    layer.set_initial_weights(kernel=kernel)
+    layer.build((None, 32))
+    m = ops.max(ops.abs(kernel), axis=layer.kq.axes, keepdims=True) if layer.kq.axes else ops.abs(kernel)
+    int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, 2.0**-60))) + 1.0, 0.0)
+    want = ops.clip(4.0 - int_bits, -23.0, 23.0)
+    np.testing.assert_array_equal(layer.kq.fbw.numpy(), ops.convert_to_numpy(want))

@@ -48,6 +48,19 @@ class BitMapMixin:
         return tuple(np.asarray(ops.convert_to_numpy(m)).astype(np.int32) for m in self.output_kif_map(exact=True))
 
 
+class Given(keras.initializers.Initializer):
+    """The value a variable starts from, given before ``build`` (see `HLayerBase.set_initial_weights`)."""
+
+    def __init__(self, value, where):
+        self.value, self.where = value, where
+
+    def __call__(self, shape, dtype=None):
+        if tuple(shape) != self.value.shape:
+            raise ValueError(f"{self.where}: the initial value has shape {self.value.shape}, the variable "
+                             f"{tuple(shape)}.")
+        return np.asarray(self.value, dtype=keras.backend.standardize_dtype(dtype or keras.config.floatx()))
+
+
 class HLayerBase(BitMapMixin, keras.layers.Layer):
     """An H-layer: owns an output quantizer ``paq`` and a ``beta`` weighting its EBOPs in the loss.
 
@@ -57,6 +70,8 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
             ``get_default_paq_conf()``.
     """
 
+    _initial_weights = None  # {variable name: array} (see set_initial_weights), emptied by build
+
     def __init__(self, beta=0.0, paq_conf=None, **kwargs):
         super().__init__(**kwargs)
         self._beta_init = check_beta(beta, f"layer {self.name!r}")
@@ -64,7 +79,24 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
         self.paq = HQuantizer(paq_conf, "activation", owner=self.name, name=f"{self.name}_paq", dtype=self.dtype_policy)
         self.record_minmax = False
 
+    def set_initial_weights(self, **values):
+        """Start the named variables (``kernel=...``, ``bias=...``; None: skipped) from copies of ``values``
+        instead of their initializers when the layer is built: a converter's weight transfer without an
+        assign per weight (kernel layers adapt their bits to them in ``build``)."""
+        if self.built:
+            raise RuntimeError(f"Layer {self.name!r} is built already: assign its variables instead.")
+        self._initial_weights = {k: np.array(ops.convert_to_numpy(v)) for k, v in values.items() if v is not None}
+
+    def _initializer(self, name, default):
+        """The initializer of variable ``name``: its value given by `set_initial_weights`, else ``default``."""
+        value = (self._initial_weights or {}).pop(name, None)
+        return default if value is None else Given(value, f"Layer {self.name!r}, variable {name!r}")
+
     def _build_state(self, output_shape):
+        """The output quantizer and the EBOPs state; ends every H-layer's ``build``."""
+        if self._initial_weights:
+            raise ValueError(f"Layer {self.name!r}: set_initial_weights named {sorted(self._initial_weights)}, which "
+                             "are not among its variables; give only the names of its variables.")
         self.paq.build(output_shape)
         # [beta, EBOPs]: the same value on every data-parallel replica (see quantizers.replicas)
         self._beta_ebops = self.add_weight(

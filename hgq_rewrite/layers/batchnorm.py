@@ -30,20 +30,15 @@ class FoldedBatchNormMixin:
         self.bn_trainable = bool(bn_trainable)
 
     def build_extra(self):
-        channels = (self.out_channels(),)
-        self.bn_gamma = self.add_weight(
-            name="bn_gamma", shape=channels, initializer=Filled(1.0), trainable=self.scale and self.bn_trainable
-        )
-        self.bn_beta = self.add_weight(
-            name="bn_beta", shape=channels, initializer=Filled(0.0), trainable=self.center and self.bn_trainable
-        )
+        def weight(name, fill, trainable, **kwargs):
+            return self.add_weight(name=name, shape=(self.out_channels(),), trainable=trainable,
+                                   initializer=self._initializer(name, Filled(fill)), **kwargs)
+
+        self.bn_gamma = weight("bn_gamma", 1.0, self.scale and self.bn_trainable)
+        self.bn_beta = weight("bn_beta", 0.0, self.center and self.bn_trainable)
         # batch statistics are those of the global batch (all replicas), the same on every replica
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=channels, initializer=Filled(0.0), trainable=False, aggregation=REPLICATED
-        )
-        self.moving_variance = self.add_weight(
-            name="moving_variance", shape=channels, initializer=Filled(1.0), trainable=False, aggregation=REPLICATED
-        )
+        self.moving_mean = weight("moving_mean", 0.0, False, aggregation=REPLICATED)
+        self.moving_variance = weight("moving_variance", 1.0, False, aggregation=REPLICATED)
 
     def folds_batch_statistics(self, training):
         return bool(training) and self.bn_trainable

@@ -7,7 +7,6 @@ from keras import ops
 from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers import HQuantizer
 from ..quantizers.fixed_point import round_to_grid
-from ..quantizers.hquantizer import Filled
 from .base import HLayerBase, bits_of
 
 
@@ -35,10 +34,6 @@ class HKernelLayer(HLayerBase):
         beta: EBOPs weight in the loss.
         parallel_factor: how many kernel applications run in parallel in hardware.
     """
-
-    #: False when kernel and bias are assigned after ``build``, then ``adapt_kernel_bits`` called (a converter's
-    #: weight transfer): ``build`` then skips their initializers (zeros instead) and the adapt.
-    init_kernel_on_build = True
 
     def __init__(
         self,
@@ -87,7 +82,7 @@ class HKernelLayer(HLayerBase):
         self.kernel = self.add_weight(
             name="kernel",
             shape=self.kernel_shape(input_shape),
-            initializer=self.kernel_initializer if self.init_kernel_on_build else Filled(0.0),
+            initializer=self._initializer("kernel", self.kernel_initializer),
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )
@@ -96,15 +91,14 @@ class HKernelLayer(HLayerBase):
             self.bias = self.add_weight(
                 name="bias",
                 shape=(self.out_channels(),),
-                initializer=self.bias_initializer if self.init_kernel_on_build else Filled(0.0),
+                initializer=self._initializer("bias", self.bias_initializer),
                 regularizer=self.bias_regularizer,
                 constraint=self.bias_constraint,
             )
         self.build_extra()
         self.kq.build(self.kernel.shape)
         self._build_state(self.compute_output_shape(input_shape))
-        if self.init_kernel_on_build:
-            self.adapt_kernel_bits()
+        self.adapt_kernel_bits()
 
     def build_extra(self):
         """Hook for extra weights (BatchNorm statistics)."""

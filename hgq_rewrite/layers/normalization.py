@@ -23,10 +23,11 @@ class HLayerNormalization(HLayerBase):
 
     def build(self, input_shape):
         shape = tuple(input_shape[a] for a in self.axis)
-        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones") if (
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer=self._initializer("gamma", "ones")) if (
             self.scale or self.rms_scaling) else None
-        self.offset = self.add_weight(name="offset", shape=shape, initializer="zeros") if (
-            self.center and not self.rms_scaling) else None
+        self.offset = self.add_weight(
+            name="offset", shape=shape, initializer=self._initializer("offset", "zeros")
+        ) if self.center and not self.rms_scaling else None
         self._build_state(tuple(input_shape))
 
     def call(self, x, training=None):

@@ -277,13 +277,17 @@ class HQuantizer(keras.layers.Layer):
             self._uncalibrate()
 
     def adapt_to(self, values):
-        """Kernels: set f so every weight group keeps ``init_bw`` significant bits (graph-safe)."""
-        a = ops.abs(ops.convert_to_tensor(values, "float32"))
-        m = ops.max(a, axis=self.axes, keepdims=True) if self.axes else a
-        int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, _TINY))) + 1.0, 0.0)
+        """Kernels: set f so every weight group keeps ``init_bw`` significant bits (eager).
+
+        Exact steps in numpy (float32), the inexact log2 by the backend as in `_int_bits`: a backend op
+        each costs far more than the arithmetic when ``quantize`` builds thousands of layers.
+        """
+        a = np.abs(np.asarray(ops.convert_to_numpy(values), "float32"))
+        m = a.max(axis=self.axes, keepdims=True) if self.axes else a
+        log2 = ops.convert_to_numpy(ops.log2(np.maximum(m, np.float32(_TINY))))
+        int_bits = np.where(m > 0, np.floor(log2) + 1.0, 0.0)
         lo, hi = self.config["bw_clip"]
-        f = ops.clip(self.config["init_bw"] - int_bits, lo, hi)
-        self.fbw.assign(f if tuple(f.shape) == self.bw_shape else ops.reshape(f, self.bw_shape))
+        self.fbw.assign(np.clip(self.config["init_bw"] - int_bits, lo, hi).reshape(self.bw_shape))
 
     # -- bitwidths ---------------------------------------------------------------------------------
     def has_ranges(self):

@@ -1,7 +1,6 @@
 """Small helpers shared by the built-in handlers."""
 
 import keras
-import numpy as np
 
 from ...layers import HActivation, HSoftmax
 from ..handler import ExportProblem
@@ -22,14 +21,10 @@ def activation_name(fn):
     return None
 
 
-def assign(variable, value):
-    """Copy a float weight into a new layer's variable (shapes must agree)."""
-    value = np.asarray(keras.ops.convert_to_numpy(value))
-    if tuple(variable.shape) != value.shape:
-        raise ValueError(
-            f"Cannot copy a weight of shape {value.shape} into {variable.path} of shape {tuple(variable.shape)}."
-        )
-    variable.assign(value)
+def batchnorm_weights(bn):
+    """The variables of a float BatchNormalization ``bn``, named as in the H-layer it is folded into."""
+    return {"bn_gamma": bn.gamma, "bn_beta": bn.beta, "moving_mean": bn.moving_mean,
+            "moving_variance": bn.moving_variance}
 
 
 def channels_last(layer):

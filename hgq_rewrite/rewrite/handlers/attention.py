@@ -19,7 +19,7 @@ from ...compat.keras_private import attention_equations, inbound_nodes, keras_ma
 from ...layers import HEinsum, HSoftmax
 from ..handler import Conversion, LayerHandler
 from ..registry import register_builtin
-from .einsum import EinsumDenseHandler, equation_problem, heinsum_dense_like, transfer_weights
+from .einsum import EinsumDenseHandler, equation_problem, heinsum_dense_like
 
 _MASKS = ("query_mask", "value_mask", "key_mask", "attention_mask")
 _DENSE = EinsumDenseHandler()  # for the float projections' carried arguments and export checks
@@ -105,13 +105,9 @@ class MultiHeadAttentionHandler(LayerHandler):
         out = news["attention_output"](context)
         model = keras.Model([inputs["query"], inputs["value"], inputs["key"]], out, name=settings.name)
 
-        def transfer():
-            for role, new in news.items():
-                transfer_weights(new, floats[role])
-
         def call_inputs(call_args, call_kwargs):
             bound = inspect.signature(layer.call).bind(*call_args, **call_kwargs)
             value, key = bound.arguments["value"], bound.arguments.get("key")
             return [bound.arguments["query"], value, value if key is None else key]
 
-        return Conversion([model], transfer, call_inputs)
+        return Conversion([model], call_inputs=call_inputs)

@@ -27,9 +27,8 @@ from ...layers.links import graph_node_indices, input_producers
 from ...layers.passive import PZeroPadding1D, PZeroPadding2D
 from ...proxy.errors import ProxyConversionError
 from ...proxy.frac import conv_frac, conv_magnitude
-from ..handler import Conversion, ExportProblem
+from ..handler import ExportProblem
 from ..registry import register_builtin
-from ._common import assign
 from .core import WeightedHandler
 from .passive import PassiveHandler
 
@@ -204,13 +203,8 @@ class _SeparableHandler(_ConvHandler):
             depth_multiplier=layer.depth_multiplier, use_bias=False, kernel_initializer=layer.depthwise_initializer,
             kernel_regularizer=layer.depthwise_regularizer, kernel_constraint=layer.depthwise_constraint,
             name=settings.unique_name(f"{settings.name}_depthwise"), **kwargs)
-
-        def transfer():
-            assign(depthwise.kernel, layer.depthwise_kernel)
-            depthwise.adapt_kernel_bits()
-            pointwise.transfer()
-
-        return Conversion([depthwise, *pointwise.layers], transfer)
+        depthwise.set_initial_weights(kernel=layer.depthwise_kernel)
+        return [depthwise, *pointwise]
 
 
 @register_builtin

@@ -12,10 +12,10 @@ from keras import ops
 
 from ...layers import HDense, HDenseBatchNorm
 from ...proxy.frac import dense_frac, dense_magnitude
-from ..handler import Conversion, LayerHandler
+from ..handler import LayerHandler
 from ..registry import register_builtin
 from ...activations import NATIVE_ACTIVATIONS
-from ._common import activation_layer, activation_name, activation_target, assign, channels_last, softmax_problem
+from ._common import activation_layer, activation_name, activation_target, batchnorm_weights, channels_last, softmax_problem
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
@@ -126,28 +126,12 @@ class WeightedHandler(LayerHandler):
                 momentum=bn.momentum, epsilon=bn.epsilon, center=bn.center, scale=bn.scale, bn_trainable=bn.trainable
             )
         new = cls(**kwargs)
-        new.init_kernel_on_build = False  # transfer() sets kernel and bias, then adapts the bits
+        kernel, bias = self.float_weights(layer)
+        new.set_initial_weights(kernel=kernel, bias=bias, **({} if bn is None else batchnorm_weights(bn)))
         layers = [new]
         if extra is not None:
             layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
-
-        def transfer():
-            # copies (through numpy): on JAX a variable assigned another's array shares its buffer, and
-            # training the new model would then delete the float model's weights
-            kernel, bias = self.float_weights(layer)
-            assign(new.kernel, kernel)
-            if bias is not None:
-                assign(new.bias, bias)
-            if bn is not None:
-                if bn.scale:
-                    assign(new.bn_gamma, bn.gamma)
-                if bn.center:
-                    assign(new.bn_beta, bn.beta)
-                assign(new.moving_mean, bn.moving_mean)
-                assign(new.moving_variance, bn.moving_variance)
-            new.adapt_kernel_bits()
-
-        return Conversion(layers, transfer)
+        return layers
 
     # -- HGQ -> proxy ---------------------------------------------------------------------------------
     def plain_layer(self, layer, common):

@@ -17,7 +17,7 @@ from ...proxy.einsum import ProxyEinsum, einsum_frac, einsum_magnitude
 from ...proxy.frac import frac_bits
 from ..handler import Conversion, ExportProblem, LayerHandler
 from ..registry import register_builtin
-from ._common import activation_layer, assign
+from ._common import activation_layer
 from .core import FLOAT32_SIGNIFICAND_BITS, WeightedHandler
 
 
@@ -55,18 +55,12 @@ def _bounds(layer, node_index=None):
 
 
 def heinsum_dense_like(layer, name, **kwargs):
-    """An HEinsumDense with the structure of the float EinsumDense ``layer``, for `transfer_weights`."""
+    """An HEinsumDense with the structure and the weights of the float EinsumDense ``layer`` (the bias
+    stored flat)."""
     new = HEinsumDense(layer.equation, layer.partial_output_shape, bias_axes=layer.bias_axes, name=name, **kwargs)
-    new.init_kernel_on_build = False  # transfer_weights sets kernel and bias, then adapts the bits
+    bias = None if layer.bias is None else np.reshape(ops.convert_to_numpy(layer.bias), -1)
+    new.set_initial_weights(kernel=layer.kernel, bias=bias)
     return new
-
-
-def transfer_weights(new, layer):
-    """Copy a float EinsumDense's kernel and bias into an HEinsumDense (which stores its bias flat)."""
-    assign(new.kernel, layer.kernel)
-    if layer.bias is not None:
-        assign(new.bias, np.reshape(ops.convert_to_numpy(layer.bias), -1))
-    new.adapt_kernel_bits()
 
 
 @register_builtin
@@ -95,7 +89,7 @@ class EinsumDenseHandler(WeightedHandler):
         layers = [new]
         if extra is not None:
             layers.append(activation_layer(extra, settings.unique_name(f"{settings.name}_{extra}"), settings))
-        return Conversion(layers, lambda: transfer_weights(new, layer))
+        return layers
 
     def plain_layer(self, layer, common):
         common = {k: v for k, v in common.items() if k != "use_bias"}

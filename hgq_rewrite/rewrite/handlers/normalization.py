@@ -3,9 +3,8 @@
 import keras
 
 from ...layers.normalization import HLayerNormalization
-from ..handler import Conversion, ExportProblem, LayerHandler
+from ..handler import ExportProblem, LayerHandler
 from ..registry import register_builtin
-from ._common import assign
 
 NOT_EXPORTED = ExportProblem(
     "hls4ml 1.3 has no bit-exact LayerNormalization (its bit-exact pass has no rule for it, and its converter "
@@ -31,10 +30,5 @@ class LayerNormalizationHandler(LayerHandler):
         new = HLayerNormalization(axis=layer.axis, epsilon=layer.epsilon, center=layer.center, scale=layer.scale,
                                   rms_scaling=layer.rms_scaling, name=settings.name,
                                   **settings.kwargs("beta", "paq_conf"))
-
-        def transfer():
-            for mine, theirs in ((new.gamma, layer.gamma), (new.offset, layer.beta)):
-                if mine is not None:
-                    assign(mine, theirs)
-
-        return Conversion([new], transfer)
+        new.set_initial_weights(gamma=layer.gamma, offset=layer.beta)
+        return new

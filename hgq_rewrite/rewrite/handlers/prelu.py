@@ -11,9 +11,9 @@ from keras import ops
 
 from ...layers.prelu import HPReLU
 from ...proxy.frac import dense_frac, frac_bits
-from ..handler import Conversion, LayerHandler
+from ..handler import LayerHandler
 from ..registry import register_builtin
-from ._common import assign, channels_last
+from ._common import channels_last
 from .core import FLOAT32_SIGNIFICAND_BITS
 
 
@@ -32,12 +32,8 @@ class PReLUHandler(LayerHandler):
         new = HPReLU(shared_axes=layer.shared_axes, kernel_initializer=layer.alpha_initializer,
                      kernel_regularizer=layer.alpha_regularizer, kernel_constraint=layer.alpha_constraint,
                      name=settings.name, **settings.kwargs("kq_conf", "paq_conf", "beta"))
-
-        def transfer():
-            assign(new.kernel, layer.alpha)
-            new.adapt_kernel_bits()
-
-        return Conversion([new], transfer)
+        new.set_initial_weights(kernel=layer.alpha)
+        return new
 
     def emit(self, layer, inputs, ctx):
         x, name = inputs[0], ctx.layer_name(layer)
