@@ -96,6 +96,10 @@ class BitwidthStepMixin:
                 scales[self._get_variable_index(v)] = self.bitwidth_lr_scale
             elif v.path in self.weight_lr_scales:
                 scales[self._get_variable_index(v)] = self.weight_lr_scales[v.path]
+        unknown = sorted(set(self.weight_lr_scales) - {v.path for v in var_list})
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: weight_lr_scales names {unknown}, which the model does not "
+                             "train; use paths of model.trainable_variables (variable.path).")
         self._lr_scales = {i: s for i, s in scales.items() if s != 1.0}
 
     def lr_scale_of(self, variable):
