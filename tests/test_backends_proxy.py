@@ -6,8 +6,9 @@ outside the calibration range). Finally each backend loads the proxy the *other*
 and predicts: it must give exactly that backend's predictions. The two proxies themselves
 have the same formats, kernels and masks; lookup tables hold each backend's float32
 activation rounded to a grid and may differ by one step at a rare rounding tie.
-The file is also the worker script, one process running one or more steps (a backend start-up costs more
-than a step): ``python tests/test_backends_proxy.py STEP[,STEP...] DIR MODEL``.
+The steps of the backend pytest runs on run in the test's own process; the other backend's steps run in
+one worker process (a backend start-up costs more than a step). The file is that worker script:
+``python tests/test_backends_proxy.py STEP[,STEP...] DIR MODEL``.
 """
 
 import os
@@ -17,18 +18,24 @@ import sys
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax")
 
 
-def run(step, backend, workdir, model):
+def run(steps, backend, workdir, model):
+    """Run ``steps`` on ``backend``: here if pytest runs on it, else in a worker process."""
+    import keras
+
+    if keras.backend.backend() == backend:
+        for step in steps.split(","):
+            worker(step, str(workdir), model)
+        return
     # JAX_ENABLE_X64: float64 proxies need it on JAX, and the library does not switch it on
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), step, str(workdir), model],
+        [sys.executable, os.path.abspath(__file__), steps, str(workdir), model],
         env=env, capture_output=True, text=True, timeout=900,
     )
-    assert proc.returncode == 0, f"{step} on {backend} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert proc.returncode == 0, f"{steps} on {backend} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
 @pytest.mark.slow
@@ -70,7 +77,6 @@ def test_proxies_made_on_either_backend_predict_the_same(model, tmp_path):
 
 
 def _inputs(model):
-    sys.path.insert(0, HERE)
     if model == "wide":
         x = (np.random.default_rng(3).normal(size=(2000, 16)) * 30).astype("float32")
         return x[:1000], np.concatenate([x, 4 * x]), None
@@ -96,7 +102,6 @@ def _wide_model():
 
 
 def worker(step, workdir, which):
-    sys.path.insert(0, HERE)
     import keras
 
     import hgq_rewrite as hr
@@ -112,7 +117,9 @@ def worker(step, workdir, which):
         else:
             keras.utils.set_random_seed(0)
             model = every_layer_model(beta=1e-6)
-            model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            # eagerly: 8 steps cost less than tracing the training step (the weights only need to be trained ones)
+            model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          run_eagerly=True)
             model.fit(calib, y[:64], epochs=2, batch_size=16, verbose=0)
         model.save(os.path.join(workdir, "hgq.keras"))
     elif step == "proxy":

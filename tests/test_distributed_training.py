@@ -7,8 +7,9 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``.
 Checked against a one-device run on the same data: activation ranges (min/max over all
 replicas' batches), the logged ``bops`` and loss, BatchNorm statistics, the trained weights,
 and the traced fixed-point formats and exact EBOPs. The file is also the worker script, one process per
-backend and device count running every scenario (a TensorFlow or JAX start-up costs more than a scenario):
-``python tests/test_distributed_training.py BACKEND DEVICES SCENARIO[,SCENARIO...] OUT_DIR``.
+backend with 2 devices running every scenario on one device, then on 2 replicas (a TensorFlow or JAX
+start-up costs more than a scenario, and JAX compiles each eager operation once per process):
+``python tests/test_distributed_training.py BACKEND SCENARIO[,SCENARIO...] OUT_DIR``.
 """
 
 import json
@@ -23,36 +24,41 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 N_SAMPLES = 1000  # 15 batches of 64 and a short last batch of 40 (20 per replica)
 BATCH = 64
 SCENARIOS = ("frozen", "scope", "finetune")
+DEVICES = 2
 
 
-def _environment(backend, devices):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", HGQ_TEST_DEVICES=str(devices))
+def _environment(backend, tmp_path):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     if backend == "jax":
+        # finetune(distribution=...) trains a fresh copy each call; this test's own compilation cache lets
+        # the copy reuse the compiled training step instead of compiling the same program again
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax_cache")
         flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
-        env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
+        env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={DEVICES}"])
         env["JAX_PLATFORMS"] = "cpu"
         env["JAX_ENABLE_X64"] = "1"  # float64 proxies need it on JAX, and the library does not switch it on
     return env
 
 
-def run_worker(backend, devices, tmp_path):
-    """One worker process on ``devices`` devices running every scenario; returns {scenario: its arrays}."""
-    out = tmp_path / f"{backend}_{devices}"
-    out.mkdir()
+def run_worker(backend, tmp_path):
+    """One worker process running every scenario on 1 device, then on 2: the two runs, {scenario: its arrays}."""
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), backend, str(devices), ",".join(SCENARIOS), str(out)],
-        env=_environment(backend, devices),
+        [sys.executable, os.path.abspath(__file__), backend, ",".join(SCENARIOS), str(tmp_path)],
+        env=_environment(backend, tmp_path),
         capture_output=True,
         text=True,
         timeout=1800,
     )
     assert proc.returncode == 0, f"worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    runs = {}
-    for scenario in SCENARIOS:
-        data = dict(np.load(out / f"{scenario}.npz", allow_pickle=False))
-        data["meta"] = json.loads(str(data["meta"]))
-        runs[scenario] = data
-    return runs
+    found = []
+    for devices in (1, DEVICES):
+        runs = {}
+        for scenario in SCENARIOS:
+            data = dict(np.load(tmp_path / f"{devices}_{scenario}.npz", allow_pickle=False))
+            data["meta"] = json.loads(str(data["meta"]))
+            runs[scenario] = data
+        found.append(runs)
+    return found
 
 
 def _ranges(data):
@@ -107,7 +113,7 @@ def test_two_replicas_train_like_one_device(backend, tmp_path):
     writes the weights back.
     """
     pytest.importorskip(backend)
-    ones, twos = run_worker(backend, 1, tmp_path), run_worker(backend, 2, tmp_path)
+    ones, twos = run_worker(backend, tmp_path)
     one, two = ones["frozen"], twos["frozen"]
     assert two["meta"]["replicas"] == 2
     for data in (one, two):
@@ -204,16 +210,20 @@ class _Capture:
         return Capture()
 
 
-def worker(backend, devices, scenarios, out_dir):
-    _set_devices(backend, devices)
+def worker(backend, scenarios, out_dir):
+    import keras
+
+    _set_devices(backend, DEVICES)
     sys.path.insert(0, HERE)
     from data import digits_28x28
 
     x, y = digits_28x28()[:2]
     x, y = x[:N_SAMPLES], y[:N_SAMPLES]
-    dist = _distribution(backend, devices)
-    for scenario in scenarios:
-        run_scenario(backend, devices, scenario, dist, x, y, os.path.join(out_dir, f"{scenario}.npz"))
+    for devices in (1, DEVICES):  # one device first (no distribution: all on the first device), then 2 replicas
+        keras.backend.clear_session()  # the same automatic layer names in both runs
+        dist = _distribution(backend, devices)
+        for scenario in scenarios:
+            run_scenario(backend, devices, scenario, dist, x, y, os.path.join(out_dir, f"{devices}_{scenario}.npz"))
 
 
 def run_scenario(backend, devices, scenario, dist, x, y, out):
@@ -284,4 +294,4 @@ class _null:
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","), sys.argv[4])
+    worker(sys.argv[1], sys.argv[2].split(","), sys.argv[3])

@@ -113,11 +113,12 @@ def local_ray():
 
 @pytest.mark.slow
 def test_sweep_on_local_ray_two_trials_then_resume(tmp_path, local_ray):
-    x, y = tiny_data(128)
-    xv, yv = tiny_data(64, seed=1)
+    # tiny trials (1 epoch of 48 samples): the time goes into Ray and its worker processes' start-up
+    x, y = tiny_data(48)
+    xv, yv = tiny_data(32, seed=1)
     out = tmp_path / "sweep"
     grid = {"beta": [1e-6, 1e-4], "seed": [3]}
-    kwargs = dict(grid=grid, epochs=2, batch_size=32, validation_data=(xv, yv), directory=out, num_cpus=2,
+    kwargs = dict(grid=grid, epochs=1, batch_size=16, validation_data=(xv, yv), directory=out, num_cpus=2,
                   cpus_per_trial=1, verbose=2)
     model = float_model()
     before = [w.copy() for w in model.get_weights()]
