@@ -143,3 +143,20 @@ def test_adapted_bits_are_the_backend_log2_ones(granularity):
     int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, 2.0**-60))) + 1.0, 0.0)
     want = ops.clip(4.0 - int_bits, -23.0, 23.0)
     np.testing.assert_array_equal(layer.kq.fbw.numpy(), ops.convert_to_numpy(want))
+
+
+def test_a_layer_built_while_traced_keeps_init_bw():
+    """Keras builds a subclassed model's layers while tracing it: the kernel has no value then, so its bits
+    keep ``init_bw`` (numpy cannot read a traced kernel)."""
+
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = HDense(2, kq_conf={"init_bw": 4})
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Sub()
+    model.predict(np.ones((4, 3), "float32"), verbose=0)
+    np.testing.assert_array_equal(model.dense.kq.fbw.numpy(), np.full((3, 2), 4.0, "float32"))

@@ -7,6 +7,7 @@ from keras import ops
 from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers import HQuantizer
 from ..quantizers.fixed_point import round_to_grid
+from ..quantizers.replicas import has_value
 from .base import HLayerBase, bits_of
 
 
@@ -98,7 +99,8 @@ class HKernelLayer(HLayerBase):
         self.build_extra()
         self.kq.build(self.kernel.shape)
         self._build_state(self.compute_output_shape(input_shape))
-        self.adapt_kernel_bits()
+        if has_value(self.kernel):  # traced (a symbolic build), its bits keep init_bw
+            self.adapt_kernel_bits()
 
     def build_extra(self):
         """Hook for extra weights (BatchNorm statistics)."""
@@ -135,7 +137,7 @@ class HKernelLayer(HLayerBase):
 
     # -- weights for export --------------------------------------------------------------------------
     def adapt_kernel_bits(self):
-        """Re-initialise kernel fractional bits from the current (folded) kernel values."""
+        """Re-initialise kernel fractional bits from the current (folded) kernel values (eager)."""
         self.kq.adapt_to(self.folded_kernel())
 
     @property

@@ -39,6 +39,20 @@ def replica_context():
     return ctx
 
 
+def has_value(x):
+    """False while ``x`` is traced (a TensorFlow graph, a JAX tracer: Keras' symbolic build of a subclassed
+    model, a ``tf.function``), when it holds no number yet."""
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend.backend() == "jax":
+        import jax
+
+        return not isinstance(ops.convert_to_tensor(x), jax.core.Tracer)
+    return True
+
+
 _thread = threading.local()
 
 
