@@ -82,7 +82,8 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
     def set_initial_weights(self, **values):
         """Start the named variables (``kernel=...``, ``bias=...``; None: skipped) from copies of ``values``
         instead of their initializers when the layer is built: a converter's weight transfer without an
-        assign per weight (kernel layers adapt their bits to them in ``build``)."""
+        assign per weight (kernel layers adapt their bits to them in ``build``). Copies: on JAX a variable
+        made from another's array would share its buffer, and training would delete the float weights."""
         if self.built:
             raise RuntimeError(f"Layer {self.name!r} is built already: assign its variables instead.")
         self._initial_weights = {k: np.array(ops.convert_to_numpy(v)) for k, v in values.items() if v is not None}

@@ -15,7 +15,8 @@ from ...proxy.frac import dense_frac, dense_magnitude
 from ..handler import LayerHandler
 from ..registry import register_builtin
 from ...activations import NATIVE_ACTIVATIONS
-from ._common import activation_layer, activation_name, activation_target, batchnorm_weights, channels_last, softmax_problem
+from ._common import (activation_layer, activation_name, activation_target, batchnorm_weights, channels_last,
+                      softmax_problem)
 
 FLOAT32_SIGNIFICAND_BITS = 24
 
