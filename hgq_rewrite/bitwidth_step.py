@@ -51,7 +51,7 @@ def glorot_rms(shape):
 
 
 def relative_weight_steps(model):
-    """``{variable path: scale}`` for every H-layer kernel grown past its Glorot size, and its bias.
+    """``{variable path: scale}`` for every trainable H-layer kernel grown past its Glorot size, and its bias.
 
     The scale is the kernel's root mean square over that of a Glorot-initialised kernel of its
     shape: under Adam the kernel then moves, relative to its size, as far per step as a freshly
@@ -66,7 +66,7 @@ def relative_weight_steps(model):
         rms = float(np.sqrt(np.mean(np.square(keras.ops.convert_to_numpy(kernel)))))
         if rms > reference:
             for variable in (kernel, getattr(layer, "bias", None)):
-                if variable is not None:
+                if variable is not None and variable.trainable:
                     scales[variable.path] = rms / reference
     return scales
 
@@ -96,10 +96,6 @@ class BitwidthStepMixin:
                 scales[self._get_variable_index(v)] = self.bitwidth_lr_scale
             elif v.path in self.weight_lr_scales:
                 scales[self._get_variable_index(v)] = self.weight_lr_scales[v.path]
-        unknown = sorted(set(self.weight_lr_scales) - {v.path for v in var_list})
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: weight_lr_scales names {unknown}, which the model does not "
-                             "train; use paths of model.trainable_variables (variable.path).")
         self._lr_scales = {i: s for i, s in scales.items() if s != 1.0}
 
     def lr_scale_of(self, variable):
@@ -122,7 +118,8 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
         bitwidth_lr_scale: factor on the learning rate of every HGQ bitwidth variable
             (1.0 is plain Adam).
         weight_lr_scales: ``{variable path: factor}`` on the learning rate of those variables,
-            e.g. `relative_weight_steps(model)`; None: none.
+            e.g. `relative_weight_steps(model)`; None: none. Paths the optimizer does not train
+            (a frozen layer, a model loaded under another name) are left out.
         Other arguments as ``keras.optimizers.Adam``.
     """
 
