@@ -55,6 +55,10 @@ VARIANTS = {
     # each grown kernel steps rms/glorot_rms times faster (finetune's relative_weight_step), or not
     "relstep": {"finetune": {"relative_weight_step": True}},
     "plainstep": {"finetune": {"relative_weight_step": False}},
+    # the engine before the cosine learning-rate decay and the controller's band under the target, and each alone
+    "previous": {"finetune": {"lr_decay": None, "beta_control": {"band": None}}},
+    "constlr": {"finetune": {"lr_decay": None}},
+    "noband": {"finetune": {"beta_control": {"band": None}}},
 }
 
 
@@ -86,6 +90,8 @@ def run_variant(name, task, float_m, data, beta, cfg, lr, seed, workdir, target=
     fkw = dict(v.get("finetune", {}))
     if target:
         fkw.update(target_ebops=target)
+    elif "beta_control" in fkw:
+        del fkw["beta_control"]  # fixed beta: no controller
     hist, front = hr.finetune(qmodel, x, y, epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=v.get("learning_rate", lr), verbose=0, **fkw)
     if target and front.reached:
         front.chosen.restore(qmodel)

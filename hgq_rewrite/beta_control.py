@@ -11,14 +11,18 @@
   log(target)`` (EBOPs as logged under ``bops`` by `FreeBOPs` / `CalibratedBOPs`)::
 
       log_beta <- clip(log_beta + gain * e, log(beta_min), log(beta_max))      # integral part
-      beta     =  clip(exp(log_beta + kp * e), beta_min, beta_max)             # next epoch's beta
+      beta     =  clip(exp(log_beta + kp * e), beta_min, beta_max)             # above the target (e >= 0)
+      beta     =  clip(exp(log_beta) * (1 + e / band), beta_min, beta_max)     # below it (e < 0)
 
   Above the target (``e > 0``) beta grows; below it (``e < 0``) beta shrinks. With ``gain=1``
   EBOPs twice the target double beta. Clipping the integral state keeps it from winding up.
+  Below the target beta falls linearly, to ``beta_min`` at ``band`` (20 %) under it: bits grow
+  back only from the task loss, which a slowly shrinking penalty holds down for many epochs
+  (the budget was left 10-15 % unspent); ``band=None`` keeps the log-space rule on both sides.
 
 The rule is deterministic: the same EBOPs give the same betas. Defaults (`DEFAULTS`):
 ``beta_init=None`` (auto, ``init_fraction=0.05``), ``beta_min=1e-9``, ``beta_max=1e-2``, ``gain=1.0``, ``kp=0.5``,
-``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none).
+``band=0.2``, ``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none).
 The value applied in each epoch is logged as ``beta`` and kept in ``values``.
 """
 
@@ -35,7 +39,7 @@ from .trace import h_layers
 
 _FALLBACK_INIT = 1e-6
 DEFAULTS = {"beta_init": None, "init_fraction": 0.05, "beta_min": 1e-9, "beta_max": 1e-2, "gain": 1.0, "kp": 0.5,
-            "warmup": 5}
+            "band": 0.2, "warmup": 5}
 
 
 def _positive(value, what):
@@ -50,7 +54,7 @@ def check_target(value, what="target_ebops"):
 
 
 def control_step(log_beta, ebops, target, *, gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
-                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"]):
+                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"], band=DEFAULTS["band"]):
     """One control step: ``(new integral state log_beta, beta for the next epoch)``.
 
     ``ebops`` <= 0 counts as 1 EBOP (a fully pruned model asks for the smallest beta).
@@ -58,8 +62,11 @@ def control_step(log_beta, ebops, target, *, gain=DEFAULTS["gain"], kp=DEFAULTS[
     lo, hi = math.log(beta_min), math.log(beta_max)
     error = math.log(max(float(ebops), 1.0)) - math.log(target)
     log_beta = min(max(log_beta + gain * error, lo), hi)
-    beta = min(max(math.exp(log_beta + kp * error), beta_min), beta_max)
-    return log_beta, beta
+    if error < 0 and band is not None:
+        beta = math.exp(log_beta) * max(1.0 + error / band, 0.0)
+    else:
+        beta = math.exp(log_beta + kp * error)
+    return log_beta, min(max(beta, beta_min), beta_max)
 
 
 def warmup_epochs(warmup, epochs):
@@ -79,7 +86,9 @@ class BetaController(keras.callbacks.Callback):
         init_fraction: with ``beta_init=None``, the share of the loss the penalty starts at.
         beta_min, beta_max: beta stays in ``[beta_min, beta_max]``; the warm-up starts at ``beta_min``.
         gain: integral gain on ``log(EBOPs / target)`` per epoch.
-        kp: proportional gain (0 for a pure integral controller).
+        kp: proportional gain (0 for a pure integral controller) above the target.
+        band: below the target, beta falls linearly to ``beta_min`` at this fraction under it
+            (log scale); None: ``kp`` on both sides.
         warmup: warm-up epochs (capped at a quarter of the fit's epochs).
         ebops_key: the logged EBOPs (``bops``).
 
@@ -89,7 +98,7 @@ class BetaController(keras.callbacks.Callback):
     def __init__(self, target, *, beta_init=DEFAULTS["beta_init"], init_fraction=DEFAULTS["init_fraction"],
                  beta_min=DEFAULTS["beta_min"],
                  beta_max=DEFAULTS["beta_max"], gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
-                 warmup=DEFAULTS["warmup"], ebops_key="bops"):
+                 band=DEFAULTS["band"], warmup=DEFAULTS["warmup"], ebops_key="bops"):
         super().__init__()
         self.target = check_target(target, "BetaController: target")
         self.beta_min = _positive(beta_min, "BetaController: beta_min")
@@ -105,6 +114,7 @@ class BetaController(keras.callbacks.Callback):
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"BetaController: {name} must be a finite number >= 0, got {value!r}.")
         self.gain, self.kp = float(gain), float(kp)
+        self.band = None if band is None else _positive(band, "BetaController: band")
         if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
             raise ValueError(f"BetaController: warmup must be an integer >= 0, got {warmup!r}.")
         self.warmup = int(warmup)
@@ -164,5 +174,5 @@ class BetaController(keras.callbacks.Callback):
             self.next_beta = self.beta_init
         self.log_beta, self.next_beta = control_step(
             self.log_beta, ebops, self.target, gain=self.gain, kp=self.kp, beta_min=self.beta_min,
-            beta_max=self.beta_max,
+            beta_max=self.beta_max, band=self.band,
         )

@@ -263,3 +263,38 @@ def test_finetune_data_errors():
     with pytest.raises(TypeError, match="not numeric"):
         finetune(model, x, np.array(["a"] * 16), epochs=1)
     assert not model.compiled  # nothing was started
+
+
+# --------------------------------------------------------------------------- learning-rate decay
+
+
+def test_finetune_decays_the_learning_rate_over_the_run_unless_told_not_to():
+    """A model finetune compiles ends at a tenth of its learning rate (cosine); lr_decay=None keeps it."""
+    from hgq_rewrite.finetune.loss import FINAL_LR_FRACTION
+
+    x, y = _lr_data()
+    decayed = _lr_model()
+    finetune(decayed, x, y, epochs=2, batch_size=32, learning_rate=1e-2, verbose=0)  # 4 steps per epoch
+    schedule = keras.optimizers.schedules.deserialize(decayed.optimizer.get_config()["learning_rate"])
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay) and schedule.decay_steps == 8
+    assert float(schedule(0)) == pytest.approx(1e-2)
+    assert float(decayed.optimizer.learning_rate) == pytest.approx(1e-2 * FINAL_LR_FRACTION)  # after 8 steps
+
+    constant = _lr_model()
+    finetune(constant, x, y, epochs=2, batch_size=32, learning_rate=1e-2, lr_decay=None, verbose=0)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(1e-2)
+
+    with pytest.raises(ValueError, match="lr_decay must be 'cosine' or None"):
+        finetune(_lr_model(), x, y, epochs=1, lr_decay="linear", verbose=0)
+
+
+def _lr_model():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    return keras.Model(inp, HDense(3)(HQuantize()(inp)))
+
+
+def _lr_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)

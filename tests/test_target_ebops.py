@@ -35,7 +35,7 @@ def test_controller_raises_beta_above_target_and_lowers_it_below():
     log_b = math.log(1e-6)
     up_state, up = control_step(log_b, 2000.0, 1000.0, gain=1.0, kp=0.0)
     assert up == pytest.approx(2e-6) and up_state == pytest.approx(math.log(2e-6))
-    down_state, down = control_step(log_b, 500.0, 1000.0, gain=1.0, kp=0.0)
+    down_state, down = control_step(log_b, 500.0, 1000.0, gain=1.0, kp=0.0, band=None)
     assert down == pytest.approx(5e-7)
     _, same = control_step(log_b, 1000.0, 1000.0)
     assert same == pytest.approx(1e-6)
@@ -48,6 +48,19 @@ def test_controller_raises_beta_above_target_and_lowers_it_below():
     assert bottom == 1e-9
 
 
+def test_controller_below_target_lowers_beta_linearly_to_beta_min_across_the_band():
+    """Under the target the penalty gives way fast: bits regrow only from the task loss."""
+    log_b = math.log(1e-6)
+    for under, share in ((0.05, 0.75), (0.1, 0.5), (0.15, 0.25)):
+        state, beta = control_step(log_b, 1000.0 * math.exp(-under), 1000.0, gain=1.0, band=0.2)
+        assert state == pytest.approx(log_b - under)  # the integral part is unchanged
+        assert beta == pytest.approx(math.exp(state) * share)
+    _, floor = control_step(log_b, 1000.0 * math.exp(-0.25), 1000.0, band=0.2, beta_min=1e-9)
+    assert floor == 1e-9
+    # above the target the band plays no part
+    assert control_step(log_b, 2000.0, 1000.0, band=0.2) == control_step(log_b, 2000.0, 1000.0, band=None)
+
+
 def test_warmup_ramp_then_control():
     assert warmup_epochs(5, 40) == 5 and warmup_epochs(5, 8) == 2 and warmup_epochs(5, 2) == 0
     ctl = BetaController(1000.0, beta_init=1e-6, beta_min=1e-9, warmup=3, kp=0.0)
@@ -56,17 +69,17 @@ def test_warmup_ramp_then_control():
     assert ramp == pytest.approx([1e-9, 1e-8, 1e-7])
     ctl.on_epoch_end(2, {"bops": 4000.0})  # last warm-up epoch: control starts from beta_init
     assert ctl.beta_at(3) == pytest.approx(4e-6)
-    ctl.on_epoch_end(3, {"bops": 250.0})
-    assert ctl.beta_at(4) == pytest.approx(1e-6)
+    ctl.on_epoch_end(3, {"bops": 250.0})  # far under the target: the integral falls 4x, beta drops to beta_min
+    assert ctl.log_beta == pytest.approx(math.log(1e-6)) and ctl.beta_at(4) == pytest.approx(1e-9)
 
 
 def test_controller_arguments_checked():
     for kwargs in ({"target": 0}, {"target": -5}, {"target": float("nan")},
                    {"target": 10, "beta_min": 1, "beta_max": 1e-3},
-                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}):
+                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}, {"target": 10, "band": 0}):
         with pytest.raises(ValueError):
             BetaController(**kwargs)
-    assert set(DEFAULTS) == {"beta_init", "init_fraction", "beta_min", "beta_max", "gain", "kp", "warmup"}
+    assert set(DEFAULTS) == {"beta_init", "init_fraction", "beta_min", "beta_max", "gain", "kp", "band", "warmup"}
 
 
 # --------------------------------------------------------------------------- finetune

@@ -72,6 +72,9 @@ def build_parser():
                    help="with --target-ebops: the largest beta the controller may use (default 1e-2)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate if the model is not compiled")
+    p.add_argument("--lr-decay", choices=("cosine", "none"), default="cosine",
+                   help="learning-rate decay over the run if the model is not compiled: cosine to a tenth of "
+                   "--lr (default), or none (constant)")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="folder for the front's models (new or empty; see --overwrite)")

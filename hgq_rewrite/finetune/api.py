@@ -20,7 +20,7 @@ from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
 from ..trace import h_layers
 from .front import Front, target_result
-from .loss import check_targets, default_compile
+from .loss import LR_DECAYS, check_targets, default_compile, learning_rate_schedule
 from .pareto import ParetoFront
 from .progress import EpochLines, RichProgress, stop_progress
 from .store import check_run_dir
@@ -40,6 +40,7 @@ def finetune(
     learning_rate=1e-3,
     bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
     relative_weight_step=True,
+    lr_decay="cosine",
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -77,6 +78,9 @@ def finetune(
             Glorot initialisation size (and its bias) steps that many times faster, so it moves as
             far relative to its size as a fresh one (`relative_weight_steps`); False: every weight
             steps at ``learning_rate``.
+        lr_decay: when `finetune` compiles the model, ``"cosine"`` decays the learning rate (weights and
+            bitwidths) over the run to a tenth of ``learning_rate``, so the last epochs settle the
+            weights at the bits they were given; None keeps it constant.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
@@ -132,6 +136,8 @@ def finetune(
     bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
     if not isinstance(relative_weight_step, (bool, np.bool_)):
         raise TypeError(f"finetune: relative_weight_step must be True or False, got {relative_weight_step!r}.")
+    if lr_decay not in LR_DECAYS:
+        raise ValueError(f"finetune: lr_decay must be 'cosine' or None (constant), got {lr_decay!r}.")
     if verbose not in (0, 1, 2, True, False):
         raise ValueError(f"finetune: verbose must be 0, 1 or 2, got {verbose!r}.")
     if y is None:
@@ -205,7 +211,9 @@ def finetune(
         with distributed(qmodel, distribution) as model:
             if not model.compiled:
                 scales = relative_weight_steps(model) if relative_weight_step else None
-                default_compile(model, ys, learning_rate, bitwidth_lr_scale, scales)
+                steps = int(epochs) * -(-len(ys) // int(batch_size))
+                rate = learning_rate_schedule(learning_rate, lr_decay, steps)
+                default_compile(model, ys, rate, bitwidth_lr_scale, scales)
             if metric is not None and not callbacks:
                 _check_metric_is_logged(model, metric, xs, ys, val, scheduler)
             for path in old_run:  # overwrite=True: the earlier run goes once everything is checked

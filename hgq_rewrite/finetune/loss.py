@@ -1,4 +1,5 @@
-"""The loss finetune compiles a model with, guessed from the targets, and the check of the targets."""
+"""What finetune compiles a model with: the loss guessed from the targets, the learning-rate decay, and
+the check of the targets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ import numpy as np
 
 from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam
 from ..compat.keras_private import keras_history
+
+
+LR_DECAYS = ("cosine", None)
+FINAL_LR_FRACTION = 0.1  # a cosine decay ends at this fraction of the initial learning rate
+
+
+def learning_rate_schedule(learning_rate, lr_decay, steps):
+    """``learning_rate`` as the optimizer gets it: a cosine decay over ``steps`` training steps to
+    `FINAL_LR_FRACTION` of it (``lr_decay="cosine"``), or constant (``None``)."""
+    if lr_decay is None:
+        return learning_rate
+    return keras.optimizers.schedules.CosineDecay(learning_rate, max(int(steps), 1), alpha=FINAL_LR_FRACTION)
 
 
 def _output_units(model):
