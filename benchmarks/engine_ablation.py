@@ -59,6 +59,7 @@ VARIANTS = {
     "previous": {"finetune": {"lr_decay": None, "beta_control": {"band": None}}},
     "constlr": {"finetune": {"lr_decay": None}},
     "noband": {"finetune": {"beta_control": {"band": None}}},
+    "shrink": {"finetune": {"shrink": 0.5}},
 }
 
 
@@ -125,10 +126,18 @@ def main(argv=None):
                    help="also HGQ2 from scratch at these learning rates (rows hgq2_lr<value>)")
     p.add_argument("--target-hgq2", action="store_true",
                    help="finetune(target_ebops = HGQ2's EBOPs at that beta and seed), as run.py's ours_target row")
+    p.add_argument("--reuse-hgq2", metavar="JSON",
+                   help="take the hgq2 rows (and, with --target-hgq2, the targets) of this task from an earlier --out "
+                   "file instead of training HGQ2 again")
     p.add_argument("--out", help="JSON file for the results (appended to when it exists)")
     args = p.parse_args(argv)
-    if args.target_hgq2 and not args.hgq2:
-        p.error("--target-hgq2 needs --hgq2")
+    if args.target_hgq2 and not (args.hgq2 or args.reuse_hgq2):
+        p.error("--target-hgq2 needs --hgq2 or --reuse-hgq2")
+    reused = {}
+    if args.reuse_hgq2:
+        for run in json.load(open(args.reuse_hgq2))["runs"]:
+            if run["task"] == args.task:
+                reused.update({(r["seed"], r["beta"]): r for r in run["rows"] if r["variant"] == "hgq2"})
 
     cfg, lr = FULL["tasks"][args.task], FULL["lr"]
     settings = {"max_train": None, "max_test": None}
@@ -139,7 +148,12 @@ def main(argv=None):
             float_m, _ = H.train_float(args.task, data, cfg["float_epochs"], cfg["batch_size"], lr, seed)
             for j, beta in enumerate(args.betas):
                 target = args.target[j] if args.target else None
-                if args.hgq2:
+                if args.reuse_hgq2:
+                    if (seed, beta) not in reused:
+                        p.error(f"--reuse-hgq2: no hgq2 row of {args.task} seed {seed} beta {beta:g} in {args.reuse_hgq2}")
+                    rows.append(reused[seed, beta])
+                    target = reused[seed, beta]["ebops"] if args.target_hgq2 else target
+                elif args.hgq2:
                     model, tr = H.train_hgq2(args.task, None, data, beta, cfg["epochs"], cfg["batch_size"], lr, seed)
                     ex = H.export_hgq2(model, data[2], data[3], False, os.path.join(scratch, f"hgq2_{beta:g}"))
                     rows.append({"variant": "hgq2", "beta": beta, "seed": seed, "test_accuracy": tr["test_accuracy"],

@@ -71,6 +71,16 @@ def relative_weight_steps(model):
     return scales
 
 
+def shrink_weights(model, factor):
+    """Multiply the kernel and bias of every H-layer with a kernel by ``factor`` (in place)."""
+    for layer in h_layers(model):
+        if getattr(layer, "kernel", None) is None:
+            continue
+        for variable in (layer.kernel, getattr(layer, "bias", None)):
+            if variable is not None:
+                variable.assign(ops.multiply(variable, ops.cast(factor, variable.dtype)))
+
+
 def check_weight_scales(scales, where="weight_lr_scales"):
     if not isinstance(scales, dict):
         raise TypeError(f"{where} must be a dict {{variable path: scale}}, got {type(scales).__name__}.")

@@ -298,3 +298,27 @@ def _lr_data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype("float32")
     return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+
+
+def test_finetune_shrink_starts_training_from_scaled_kernels_and_biases():
+    """shrink=0.5: training starts from half the trained weights; bad factors are refused before anything changes."""
+    x, y = _lr_data()
+    model = _lr_model()
+    dense = [layer for layer in h_layers(model) if hasattr(layer, "kernel")][0]
+    dense.bias.assign(np.full(dense.bias.shape, 0.25, "float32"))
+    kernel, bias = np.array(dense.kernel), np.array(dense.bias)
+    seen = {}
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["kernel"], seen["bias"] = np.array(dense.kernel), np.array(dense.bias)
+
+    finetune(model, x, y, epochs=1, shrink=0.5, callbacks=[AtStart()], verbose=0)
+    np.testing.assert_array_equal(seen["kernel"], kernel * 0.5)
+    np.testing.assert_array_equal(seen["bias"], bias * 0.5)
+    for bad in (0, 1, 1.5, -0.5, True, "half"):
+        before = [np.array(w) for w in model.get_weights()]
+        with pytest.raises(ValueError, match="shrink must be a number between 0 and 1"):
+            finetune(model, x, y, epochs=1, shrink=bad, verbose=0)
+        for w, b in zip(model.get_weights(), before):
+            np.testing.assert_array_equal(w, b)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from ..beta_control import BetaController, check_target
-from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale, relative_weight_steps
+from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale, relative_weight_steps, shrink_weights
 from ..callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from ..compat.keras_private import compile_state, restore_compile_state
 from ..inputs import as_arrays, model_inputs, pack
@@ -41,6 +41,7 @@ def finetune(
     bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
     relative_weight_step=True,
     lr_decay="cosine",
+    shrink=None,
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -81,6 +82,10 @@ def finetune(
         lr_decay: when `finetune` compiles the model, ``"cosine"`` decays the learning rate (weights and
             bitwidths) over the run to a tenth of ``learning_rate``, so the last epochs settle the
             weights at the bits they were given; None keeps it constant.
+        shrink: a factor in (0, 1): the kernels and biases of the H-layers are multiplied by it before
+            training (a shrink warm start: the trained model's function is softened, and the run re-fits
+            it at the bits the budget allows; worth it for runs of tens of epochs); None: start from the
+            weights as they are.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
@@ -136,6 +141,8 @@ def finetune(
     bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
     if not isinstance(relative_weight_step, (bool, np.bool_)):
         raise TypeError(f"finetune: relative_weight_step must be True or False, got {relative_weight_step!r}.")
+    if shrink is not None and (isinstance(shrink, bool) or not isinstance(shrink, Real) or not 0 < shrink < 1):
+        raise ValueError(f"finetune: shrink must be a number between 0 and 1 (exclusive) or None, got {shrink!r}.")
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"finetune: lr_decay must be 'cosine' or None (constant), got {lr_decay!r}.")
     if verbose not in (0, 1, 2, True, False):
@@ -209,6 +216,8 @@ def finetune(
     saved = _ModelState(qmodel)
     try:
         with distributed(qmodel, distribution) as model:
+            if shrink is not None:
+                shrink_weights(model, float(shrink))
             if not model.compiled:
                 scales = relative_weight_steps(model) if relative_weight_step else None
                 steps = int(epochs) * -(-len(ys) // int(batch_size))
