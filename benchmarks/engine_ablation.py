@@ -114,6 +114,33 @@ def summarize(rows):
         print(f"mean beta={beta:g} {name:16s} acc {acc:.4f} EBOPs {ebops:,.0f} ({len(rs)} seeds)", flush=True)
 
 
+def report(path):
+    """Markdown: per task and beta, each row's mean accuracy @ mean EBOPs over seeds, its gain over the hgq2
+    row of the same seeds, and the EBOPs / target range of the runs aimed at a target."""
+    lines = []
+    for run in json.load(open(path))["runs"]:
+        lines += [f"### {run['task']}: `{' '.join(run['argv'])}`", "",
+                  "| beta | row | seeds | accuracy | EBOPs | vs hgq2 | EBOPs / target |", "|---|---|---|---|---|---|---|"]
+        rows = run["rows"]
+        for beta in sorted({r["beta"] for r in rows}):
+            ref = {r["seed"]: r for r in rows if r["beta"] == beta and r["variant"] == "hgq2"}
+            for name in dict.fromkeys(r["variant"] for r in rows):
+                rs = [r for r in rows if r["beta"] == beta and r["variant"] == name]
+                if not rs:
+                    continue
+                acc, ebops = (sum(r[k] for r in rs) / len(rs) for k in ("test_accuracy", "ebops"))
+                gain = ""
+                if name != "hgq2" and all(r["seed"] in ref for r in rs):
+                    ref_acc = sum(ref[r["seed"]]["test_accuracy"] for r in rs) / len(rs)
+                    ref_ebops = sum(ref[r["seed"]]["ebops"] for r in rs) / len(rs)
+                    gain = f"{100 * (acc - ref_acc):+.1f} pp, {ebops / ref_ebops:.2f}x EBOPs"
+                ratios = [r["ebops"] / r["target_ebops"] for r in rs if r.get("target_ebops")]
+                span = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+                lines.append(f"| {beta:g} | {name} | {len(rs)} | {acc:.4f} | {ebops:,.0f} | {gain} | {span} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="mnist1d", choices=list(FULL["tasks"]))
@@ -130,7 +157,11 @@ def main(argv=None):
                    help="take the hgq2 rows (and, with --target-hgq2, the targets) of this task from an earlier --out "
                    "file instead of training HGQ2 again")
     p.add_argument("--out", help="JSON file for the results (appended to when it exists)")
+    p.add_argument("--report", metavar="JSON", help="only print the markdown summary of an --out file")
     args = p.parse_args(argv)
+    if args.report:
+        print(report(args.report))
+        return
     if args.target_hgq2 and not (args.hgq2 or args.reuse_hgq2):
         p.error("--target-hgq2 needs --hgq2 or --reuse-hgq2")
     reused = {}

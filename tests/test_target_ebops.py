@@ -177,3 +177,13 @@ def test_cli_target_ebops_with_beta_refused(cli_files, capsys):
     assert main(["finetune", qpath, "--data", train, "--epochs", "1", "--beta-max", "1e-3",
                  "-o", str(tmp / "y")]) == 2
     assert "--beta-max only applies" in capsys.readouterr().err
+
+
+def test_cli_lr_decay(cli_files):
+    """--lr-decay cosine (the default) compiles a decaying learning rate; none a constant one."""
+    qpath, train, tmp = cli_files
+    for flag, decays in (("cosine", True), ("none", False)):
+        out = tmp / f"lr_{flag}"
+        assert main(["finetune", qpath, "--data", train, "--epochs", "1", "--lr-decay", flag, "-o", str(out)]) == 0
+        rate = keras.models.load_model(out / "last.keras").optimizer.get_config()["learning_rate"]
+        assert isinstance(rate, dict) == decays, rate
