@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 
 from ..quantizers.fixed_point import quantize
-from ..quantizers.hquantizer import LN2, BitsL1, ClipBits, Filled
+from ..quantizers.hquantizer import LN2, BitsL1, ClipBits
 from .base import HLayerBase
 
 F_MAX = 11  # (1 + f_exp) + (1 + f_inv) <= 24: the product e * r stays exact in float32
