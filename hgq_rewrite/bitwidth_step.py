@@ -50,6 +50,14 @@ def glorot_rms(shape):
     return math.sqrt(2.0 / (receptive * (shape[-2] + shape[-1])))
 
 
+def _trained_kernel_weights(model):
+    """``(kernel, [its trainable kernel and bias])`` for every H-layer with a kernel."""
+    for layer in h_layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None:
+            yield kernel, [v for v in (kernel, getattr(layer, "bias", None)) if v is not None and v.trainable]
+
+
 def relative_weight_steps(model):
     """``{variable path: scale}`` for every trainable H-layer kernel grown past its Glorot size, and its bias.
 
@@ -58,27 +66,22 @@ def relative_weight_steps(model):
     initialised one does at the base learning rate. Kernels at or under their Glorot size keep 1.
     """
     scales = {}
-    for layer in h_layers(model):
-        kernel = getattr(layer, "kernel", None)
-        reference = None if kernel is None else glorot_rms(tuple(kernel.shape))
-        if reference is None:
+    for kernel, variables in _trained_kernel_weights(model):
+        reference = glorot_rms(tuple(kernel.shape))
+        if reference is None or not variables:
             continue
         rms = float(np.sqrt(np.mean(np.square(keras.ops.convert_to_numpy(kernel)))))
         if rms > reference:
-            for variable in (kernel, getattr(layer, "bias", None)):
-                if variable is not None and variable.trainable:
-                    scales[variable.path] = rms / reference
+            scales.update({variable.path: rms / reference for variable in variables})
     return scales
 
 
 def shrink_weights(model, factor):
-    """Multiply the kernel and bias of every H-layer with a kernel by ``factor`` (in place)."""
-    for layer in h_layers(model):
-        if getattr(layer, "kernel", None) is None:
-            continue
-        for variable in (layer.kernel, getattr(layer, "bias", None)):
-            if variable is not None:
-                variable.assign(ops.multiply(variable, ops.cast(factor, variable.dtype)))
+    """Multiply the trainable kernel and bias of every H-layer with a kernel by ``factor`` (in place);
+    frozen layers keep theirs."""
+    for _, variables in _trained_kernel_weights(model):
+        for variable in variables:
+            variable.assign(ops.multiply(variable, ops.cast(factor, variable.dtype)))
 
 
 def check_weight_scales(scales, where="weight_lr_scales"):

@@ -316,6 +316,12 @@ def test_finetune_shrink_starts_training_from_scaled_kernels_and_biases():
     finetune(model, x, y, epochs=1, shrink=0.5, callbacks=[AtStart()], verbose=0)
     np.testing.assert_array_equal(seen["kernel"], kernel * 0.5)
     np.testing.assert_array_equal(seen["bias"], bias * 0.5)
+    frozen = _lr_model()
+    frozen_dense = [layer for layer in h_layers(frozen) if hasattr(layer, "kernel")][0]
+    frozen_dense.trainable = False
+    kept = np.array(frozen_dense.kernel)
+    finetune(frozen, x, y, epochs=1, shrink=0.5, verbose=0)
+    np.testing.assert_array_equal(np.array(frozen_dense.kernel), kept)  # a frozen layer is not shrunk
     for bad in (0, 1, 1.5, -0.5, True, "half"):
         before = [np.array(w) for w in model.get_weights()]
         with pytest.raises(ValueError, match="shrink must be a number between 0 and 1"):

@@ -83,7 +83,7 @@ def finetune(
             bitwidths) over the run to a tenth of ``learning_rate``, so the last epochs settle the
             weights at the bits they were given; None keeps it constant. The decay is the optimizer's:
             a later finetune of the same (now compiled) model goes on at its end value.
-        shrink: a factor in (0, 1): the kernels and biases of the H-layers are multiplied by it before
+        shrink: a factor in (0, 1): the trainable kernels and biases of the H-layers are multiplied by it before
             training (a shrink warm start: the trained model's function is softened, and the run re-fits
             it at the bits the budget allows; worth it for runs of tens of epochs); None: start from the
             weights as they are.
