@@ -88,6 +88,17 @@ def test_exact_integer_bits_cover_the_range():
     np.testing.assert_array_equal((k + i + f)[0], [5, 5, 0])
 
 
+def test_training_estimate_of_integer_bits_and_sign_from_the_range():
+    """The estimate behind the EBOPs penalty: sign bit if the range goes below 0, integer bits of the
+    larger magnitude; an element with no recorded range counts like a range of zeros."""
+    q = make(shape=(None, 5), init_bw=2)
+    q.set_range([[-3.0, 0.25, -6.0, 0.0, np.inf]], [[0.5, 5.0, -0.5, 0.0, -np.inf]])
+    k, i, f = (ops.convert_to_numpy(v) for v in q.activation_kif(exact=False))
+    np.testing.assert_array_equal(k[0], [1, 0, 1, 0, 0])
+    np.testing.assert_array_equal(i[0], [2, 3, 3, -59, -59])  # 0 and no range: log2 of the 2**-60 floor, + 1
+    np.testing.assert_array_equal(f[0], [2, 2, 2, 2, 2])
+
+
 def test_kernel_bits_adapt_to_weight_magnitude():
     set_default_kq_conf(init_bw=3)
     q = make("kernel", (3,))

@@ -6,7 +6,7 @@ from keras import ops
 
 from ..compat.keras_private import inbound_nodes
 from ..quantizers import HQuantizer
-from ..quantizers.hquantizer import Filled
+from ..quantizers.hquantizer import Filled, read
 from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
 from ..quantizers.saved_layouts import load_older_layout
@@ -17,6 +17,11 @@ def bits_of(kif):
     """Total bits k + i + f (never negative) of a (k, i, f) map."""
     k, i, f = kif
     return ops.relu(k + i + f)
+
+
+def _as_shape(x, shape):
+    """``x`` broadcast to ``shape`` (no op when it has that shape already)."""
+    return x if tuple(x.shape) == tuple(shape) else ops.broadcast_to(x, shape)
 
 
 class BitMapMixin:
@@ -40,7 +45,7 @@ class BitMapMixin:
                     "between them."
                 )
             full = (1,) + tuple(shape[1:])
-            maps.append(tuple(ops.broadcast_to(ops.cast(m, "float32"), full) for m in op.output_kif_map(exact)))
+            maps.append(tuple(_as_shape(ops.cast(m, "float32"), full) for m in op.output_kif_map(exact)))
         return maps
 
     def output_kif(self):
@@ -111,8 +116,10 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
             super().load_own_variables(store)
 
     def _set_ebops(self, value):
-        """Store ``value`` as this layer's EBOPs (graph-safe)."""
-        self._beta_ebops.assign(ops.stack([self._beta_ebops[0], ops.cast(value, self._beta_ebops.dtype)]))
+        """Store ``value`` as this layer's EBOPs (graph-safe); returns beta (a tensor)."""
+        beta = read(self._beta_ebops)[0]
+        self._beta_ebops.assign(ops.stack([beta, ops.cast(value, self._beta_ebops.dtype)]))
+        return beta
 
     @property
     def beta(self):
@@ -165,8 +172,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
                 "silently do nothing. Build the model with the functional API or keras.Sequential."
             )
         ebops = self.compute_ebops(exact=False, **known)
-        self._set_ebops(ops.stop_gradient(ebops))
-        beta = self._beta_ebops[0]
+        beta = self._set_ebops(ops.stop_gradient(ebops))
         calls = len(graph_node_indices(self))
         loss = beta * ebops if calls == 1 else beta * ebops / calls
         self.add_loss(ops.cast(loss, keras.config.floatx()))  # float64 layers too

@@ -7,6 +7,7 @@ from keras import ops
 from ..activations import NATIVE_ACTIVATIONS
 from ..quantizers import HQuantizer
 from ..quantizers.fixed_point import round_to_grid
+from ..quantizers.hquantizer import read
 from ..quantizers.replicas import has_value
 from .base import HLayerBase, bits_of
 
@@ -115,6 +116,7 @@ class HKernelLayer(HLayerBase):
 
     def quantize_bias(self, bias):
         f = self.paq.max_fraction_bits(keep_axis=-1)
+        bias = read(bias)
         return bias + ops.stop_gradient(round_to_grid(bias, f) - bias)
 
     def call(self, x, training=None):

@@ -82,8 +82,15 @@ def shared_axes(granularity, rank, is_activation, channel_axes=(-1,)):
     return axes
 
 
+def read(variable):
+    """The value of ``variable`` as one tensor. On TensorFlow every use of a variable in a traced step is a
+    read op of its own, and the ops of a step, not their arithmetic, are what a small model's step costs."""
+    return ops.copy(variable)
+
+
 def ste_round(x):
-    """round(x) forward, identity gradient."""
+    """round(x) forward, identity gradient (``x`` a tensor or a variable)."""
+    x = read(x)
     return x + ops.stop_gradient(ops.round(x) - x)
 
 
@@ -208,11 +215,10 @@ class HQuantizer(keras.layers.Layer):
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None):
-        xq = out = self._grid_quantize(x, ops.round(ops.stop_gradient(self.fbw)))
         if training:
-            delta = ops.stop_gradient(xq - x)
-            # value: exactly xq; d/dx = 1 (straight through); d/dfbw = -ln2 * (xq - x)
-            out = xq + (x - ops.stop_gradient(x)) + delta * LN2 * (ops.stop_gradient(self.fbw) - self.fbw)
+            xq, out = self._train_quantize(x, read(self.fbw))
+        else:
+            xq = out = self._grid_quantize(x, ops.round(self.fbw))
         if not training and self.is_activation and self.has_firmware_state and not self.record_minmax:
             out = ops.where(self.calibrated > 0, self.firmware_quantize(x), xq)
         if self.is_activation and (training or self.record_minmax):
@@ -220,6 +226,26 @@ class HQuantizer(keras.layers.Layer):
             if training and self.has_firmware_state:
                 self._uncalibrate()  # ranges from training are not a calibration
         return out
+
+    def _train_quantize(self, x, fbw):
+        """``(xq, out)``: ``x`` on its grid (no gradient), and the same value with the training gradients:
+        d/dx = 1 (straight through), d/dfbw = -ln2 * (xq - x) summed over the shared axes. One op with a
+        gradient of its own: the same arithmetic written with stop_gradient costs several ops per step."""
+        axes = self.axes
+
+        @ops.custom_gradient
+        def quantize_with_bit_gradient(x, fbw):
+            xq = self._grid_quantize(x, ops.round(fbw))
+
+            def gradient(*args, upstream=None):
+                upstream = args[0] if upstream is None else upstream
+                g_fbw = upstream * (xq - x) * -LN2
+                return upstream, ops.sum(g_fbw, axis=axes, keepdims=True) if axes else g_fbw
+
+            return xq, gradient
+
+        out = quantize_with_bit_gradient(read(x), fbw)  # tensors: TF's custom gradients refuse variables
+        return ops.stop_gradient(out), out
 
     def _grid_quantize(self, x, f):
         """``x`` rounded onto the grid ``2**-f`` (no gradient)."""
@@ -263,7 +289,9 @@ class HQuantizer(keras.layers.Layer):
     def _record(self, xq):
         lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
         hi = replica_max(ops.max(xq, axis=self.axes, keepdims=True))
-        self.set_range(ops.minimum(self.min, lo), ops.maximum(self.max, hi))
+        lo, hi = (ops.cast(v, self.minmax.dtype) for v in (lo, hi))
+        old = read(self.minmax)
+        self.minmax.assign(ops.stack([ops.minimum(old[0], lo), ops.maximum(old[1], hi)]))
 
     def set_range(self, lo, hi):
         """Set the recorded range to ``[lo, hi]`` (broadcast to ``bw_shape``; graph-safe)."""
@@ -312,7 +340,8 @@ class HQuantizer(keras.layers.Layer):
     def range_kif(self, exact=False):
         """(k, i, f) from the recorded range (see :meth:`activation_kif`)."""
         # tensors, not Variables: jax.numpy functions (ops.where) refuse Variables under jit
-        lo, hi = (ops.cast(ops.convert_to_tensor(v), "float32") for v in (self.min, self.max))
+        minmax = ops.cast(read(self.minmax), "float32")
+        lo, hi = minmax[0], minmax[1]
         fbw = ops.cast(self.fbw, "float32")  # formats are small integers: float32 whatever the layer's dtype
         if exact:
             if not self.has_ranges():
@@ -327,10 +356,9 @@ class HQuantizer(keras.layers.Layer):
             i_lo = ops.where(lo < 0, ops.ceil(ops.log2(ops.maximum(-lo, _TINY))), -1e9)
             i = ops.maximum(ops.maximum(i_hi, i_lo), -f - k)
             return k, i, f
-        lo = ops.where(ops.isfinite(lo), lo, 0.0)
-        hi = ops.where(ops.isfinite(hi), hi, 0.0)
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
-        mag = ops.maximum(ops.abs(lo), ops.abs(hi))
+        # max(|lo|, |hi|) as lo <= hi; an empty range (+inf, -inf) gives -inf, so the smallest i, as a zero range
+        mag = ops.maximum(-lo, hi)
         i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
         return k, i, ste_round(fbw)
 
