@@ -1,0 +1,136 @@
+"""How big one training step is, float model against ours: where the epoch-time overhead comes from.
+
+A small model's step costs what its ops cost to dispatch, not their arithmetic (one op: about 1 us on
+TensorFlow's executor, whatever it computes). So this counts, for each benchmark task, the train step
+of the float model and of ours (``quantize`` of it, compiled as ``finetune`` does):
+
+- TensorFlow: the ops of the step's graph after grappler (TF's graph optimizer, as ``fit`` runs it),
+  split into the quantizers, the rest of the H-layers (bias grid, EBOPs estimate, loss term),
+  the optimizer, and everything else;
+- JAX: the XLA fusions of the compiled step (each one kernel launch) and the state arrays passed
+  in and out of every step.
+
+Run on the current Keras backend::
+
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/step_ops.py --label after
+    KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/step_ops.py --label after
+
+Results go to ``results/step_ops_<backend>.json`` under ``--label``; put another checkout first on
+``PYTHONPATH`` to count another version (the file records which ``hgq_rewrite`` was imported).
+"""
+
+import argparse
+import collections
+import json
+import os
+import re
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import keras  # noqa: E402
+
+import hgq_rewrite as hr  # noqa: E402
+from data import LOADERS  # noqa: E402
+from epoch_cost import BATCH_SIZE, git_commit  # noqa: E402
+from hgq_rewrite.finetune import default_compile  # noqa: E402
+from models import float_model, hgq_rewrite_config  # noqa: E402
+
+NOT_RUN = ("Const", "Placeholder", "_Arg", "_Retval", "NoOp")
+
+
+def part_of(node_name):
+    """Which part of the step a TF graph node belongs to, from its name scope."""
+    prefix = "gradient of " if node_name.startswith("gradient_tape/") else ""
+    if re.search(r"(^|/)(bitwidth_)?adam(_\d+)?/", node_name):
+        return "optimizer"
+    if "_paq" in node_name or "_kq" in node_name:
+        return prefix + "quantizers"
+    if re.search(r"/(h_|dense|conv|input|q_|.*_quantizer)", node_name):
+        return prefix + "layers"
+    return prefix + "other"
+
+
+def tf_step_ops(model, x, y, batch):
+    """Ops of the train step after grappler, by part."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    step = tf.function(model.train_step).get_concrete_function(
+        (tf.TensorSpec((batch, *x.shape[1:]), tf.float32), tf.TensorSpec((batch,), tf.as_dtype(y.dtype))))
+    graph = step.graph
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    fetch = meta.collection_def["train_op"].node_list.value
+    fetch.extend(t.name.split(":")[0] for t in graph.outputs)
+    fetch.extend(op.name for op in graph.get_operations() if op.type.startswith("Assign"))
+    optimized = tf_optimizer.OptimizeGraph(config_pb2.ConfigProto(), meta)
+    parts = collections.Counter(part_of(n.name) for n in optimized.node if n.op not in NOT_RUN)
+    return {"ops": sum(parts.values()), "by_part": dict(sorted(parts.items()))}
+
+
+def jax_step_ops(model, x, y, batch):
+    """XLA fusions of the compiled train step and the state arrays it takes."""
+    import jax
+
+    state = tuple([v.value for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables, model.metrics_variables))
+    hlo = jax.jit(model.train_step).lower(state, (x[:batch], y[:batch])).compile().as_text()
+    entry = hlo[hlo.index("ENTRY"):]
+    return {"fusions": len(re.findall(r"= \S+ fusion\(", entry)), "state_arrays": sum(len(s) for s in state)}
+
+
+def measure(task, seed):
+    x, y, _, _ = LOADERS[task](seed)
+    batch = BATCH_SIZE[task]
+    fm = float_model(task)
+    fm.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+               metrics=["accuracy"])
+    ours = hr.quantize(fm, beta=1e-5, config=hgq_rewrite_config(task))
+    default_compile(ours, y, 1e-3)
+    count = tf_step_ops if keras.config.backend() == "tensorflow" else jax_step_ops
+    out = {}
+    for name, model in (("float", fm), ("ours", ours)):
+        model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)  # builds the optimizer and metrics
+        out[name] = count(model, x, y, batch)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="+", default=list(BATCH_SIZE), choices=list(BATCH_SIZE))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
+    ap.add_argument("--out", default=None, help="default: results/step_ops_<backend>.json")
+    args = ap.parse_args()
+    backend = keras.config.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise SystemExit(f"step_ops.py counts TensorFlow graph ops or JAX fusions; the backend is {backend!r}.")
+    out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
+    lib_dir = os.path.dirname(os.path.dirname(os.path.abspath(hr.__file__)))
+    run = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+           "env": {k: os.environ[k] for k in ("KERAS_BACKEND", "PYTHONPATH") if k in os.environ},
+           "hgq_rewrite": os.path.abspath(hr.__file__), "commit": git_commit(lib_dir), "backend": backend,
+           "keras": keras.__version__, "tasks": {}}
+    for task in args.tasks:
+        run["tasks"][task] = r = measure(task, args.seed)
+        key = "ops" if backend == "tensorflow" else "fusions"
+        print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
+              f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",
+              flush=True)
+    doc = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            doc = json.load(f)
+    doc.setdefault("what", "size of one training step, float model vs ours: TF graph ops after grappler "
+                           "(by part), or JAX XLA fusions and state arrays")
+    doc.setdefault("runs", {})[args.label] = run
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
