@@ -328,3 +328,24 @@ def test_finetune_shrink_starts_training_from_scaled_kernels_and_biases():
             finetune(model, x, y, epochs=1, shrink=bad, verbose=0)
         for w, b in zip(model.get_weights(), before):
             np.testing.assert_array_equal(w, b)
+
+
+def test_finetune_warns_when_beta_prunes_the_model_to_nothing():
+    """A beta too large for the model ends with every multiply pruned (0 EBOPs: the output no longer depends
+    on the input); finetune says so instead of returning quietly."""
+    model = tiny_model()
+    x, y = tiny_data()
+    with pytest.warns(UserWarning, match=r"ended at 0 EBOPs.*beta"):
+        history, _ = finetune(model, x, y, epochs=12, batch_size=8, beta=1.0, learning_rate=0.05, verbose=0)
+    assert history.history["ebops"][0] > 0 and history.history["ebops"][-1] == 0
+
+
+def test_finetune_does_not_warn_about_pruning_at_a_sane_beta():
+    import warnings
+
+    model = tiny_model()
+    x, y = tiny_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        history, _ = finetune(model, x, y, epochs=3, batch_size=32, beta=1e-6, verbose=0)
+    assert history.history["ebops"][-1] > 0

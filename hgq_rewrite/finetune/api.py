@@ -245,6 +245,11 @@ def finetune(
         saved.restore(qmodel)
         raise
     if target_ebops is None:
+        if _pruned_to_nothing(history):
+            warnings.warn(
+                "finetune: the model ended at 0 EBOPs: every multiply is pruned, so its output no longer depends on "
+                "its input; beta is too large for it. Lower beta, or give a budget with target_ebops (the returned "
+                "front keeps every earlier epoch it does not dominate).", UserWarning, stacklevel=2)
         return history, Front(front.front)
     result = target_result(front.front, target_ebops, front.mode, front.metric, front.points)
     if result.reached:
@@ -253,6 +258,12 @@ def finetune(
     else:
         warnings.warn(f"finetune: {result.message}.", UserWarning, stacklevel=2)
     return history, result
+
+
+def _pruned_to_nothing(history):
+    """True when the run ended at 0 EBOPs after an epoch with more."""
+    ebops = history.history.get("ebops") or []
+    return bool(ebops) and ebops[-1] == 0 and max(ebops) > 0
 
 
 class _ModelState:
