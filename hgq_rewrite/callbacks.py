@@ -1,6 +1,7 @@
 """Training callbacks: range reset each epoch, EBOPs in the logs, and a stop on a NaN loss."""
 
 import math
+import threading
 from numbers import Integral
 
 import keras
@@ -54,15 +55,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop training with `NonFiniteLossError` as soon as a batch's loss is NaN or inf.
+    """Stop training with `NonFiniteLossError` when a batch's loss turns NaN or inf.
 
-    Keras' ``TerminateOnNaN`` stops silently; this names the epoch and batch, so a
-    run that diverged cannot pass for one that finished.
+    Keras' ``TerminateOnNaN`` stops silently; this names the epoch and the first bad batch, so a
+    run that diverged cannot pass for one that finished. The check runs beside training (Keras
+    dispatches it asynchronously: reading the loss would otherwise wait for every step to finish);
+    it stops the epoch within a step or two and raises at its end.
     """
+
+    async_safe = True
 
     def __init__(self):
         super().__init__()
         self.epoch = 0
+        self._bad = None  # (epoch, batch, loss) of the first non-finite loss
+        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -73,6 +80,15 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             return
         value = float(loss)
         if not math.isfinite(value):
+            with self._lock:
+                if self._bad is None or (self.epoch, batch) < self._bad[:2]:
+                    self._bad = (self.epoch, batch, value)
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._bad is not None:
+            bad_epoch, batch, value = self._bad
+            self._bad = None
             raise NonFiniteLossError(
-                f"the loss became {value} at epoch {self.epoch + 1}, batch {batch + 1}: training stopped"
+                f"the loss became {value} at epoch {bad_epoch + 1}, batch {batch + 1}: training stopped"
             )

@@ -96,3 +96,21 @@ def test_beta_changes_without_recompiling():
     model.fit(x, y, epochs=1, verbose=0)  # the new beta is used by the compiled train step
     history = model.fit(x, y, epochs=1, verbose=0)
     assert history.history["loss"][0] > 10 * loss0
+
+
+def test_stop_on_non_finite_loss_runs_beside_training_and_names_the_first_bad_batch():
+    """Keras may dispatch it on worker threads (it reads the loss without making every step wait), so batches can
+    arrive out of order: the error names the first bad batch, at the end of the epoch it stopped."""
+    from hgq_rewrite.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+
+    stop = StopOnNonFiniteLoss()
+    stop.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    assert stop.async_safe
+    stop.on_epoch_begin(2)
+    stop.on_train_batch_end(0, {"loss": 0.5})
+    stop.on_train_batch_end(7, {"loss": float("inf")})
+    stop.on_train_batch_end(4, {"loss": float("nan")})
+    assert stop.model.stop_training
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 3, batch 5"):
+        stop.on_epoch_end(2)
+    stop.on_epoch_end(3)  # reported once
