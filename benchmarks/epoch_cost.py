@@ -67,13 +67,24 @@ def one_epoch(model, x, y, batch_size, callbacks):
     return end.wall, end.cpu
 
 
-def measure(task, rounds, beta, lr, seed):
+def freeze_input_bits(model):
+    """Make the bitwidths of the input quantizers (`HQuantize` layers) non-trainable: their gradient needs the
+    backward pass down to the input, which the float model never computes (a diagnostic, not a recommendation)."""
+    from hgq_rewrite.layers import HQuantize
+    for layer in model._flatten_layers():
+        if isinstance(layer, HQuantize):
+            layer.paq.fbw.trainable = False
+
+
+def measure(task, rounds, beta, lr, seed, frozen_input_bits=False):
     x, y, _, _ = LOADERS[task](seed)
     keras.utils.set_random_seed(seed)
     fm = float_model(task)
     fm.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                metrics=["accuracy"])
     ours = hr.quantize(fm, beta=beta, config=hgq_rewrite_config(task))
+    if frozen_input_bits:
+        freeze_input_bits(ours)
     default_compile(ours, y, lr)
     cbs = [StopOnNonFiniteLoss(), hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
     models = {"float": (fm, []), "ours": (ours, cbs)}
@@ -112,6 +123,8 @@ def main():
     ap.add_argument("--beta", type=float, default=1e-5)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--freeze-input-bits", action="store_true",
+                    help="diagnostic: the input quantizers' bitwidths not trained (no backward pass to the input)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/epoch_cost_<backend>.json")
     args = ap.parse_args()
@@ -125,7 +138,8 @@ def main():
            "backend": backend, "keras": keras.__version__, "python": platform.python_version(),
            "cpus": os.cpu_count(), "tasks": {}}
     for task in args.tasks:
-        r = measure(task, args.rounds, args.beta, args.lr, args.seed)
+        r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits)
+        r["frozen_input_bits"] = args.freeze_input_bits
         run["tasks"][task] = r
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
               f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})",

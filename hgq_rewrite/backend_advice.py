@@ -2,15 +2,15 @@
 
 ``MEASURED_EPOCH_S`` holds the median epoch time (seconds) of the benchmark models fine-tuned the way
 `finetune` does it, per backend and task: ``benchmarks/epoch_cost.py``, raw data in
-``benchmarks/results/epoch_cost_<backend>.json`` (run ``"step_trim_after"``; 2 CPU cores with nothing else
+``benchmarks/results/epoch_cost_<backend>.json`` (run ``"async_stop"``; 2 CPU cores with nothing else
 running, the two backends measured back to back, not interleaved). See ``docs/backends.md``.
 """
 
 import keras
 
 MEASURED_EPOCH_S = {
-    "tensorflow": {"digits28": 0.175, "mnist1d": 0.219, "jets": 0.346},
-    "jax": {"digits28": 0.092, "mnist1d": 0.075, "jets": 0.134},
+    "tensorflow": {"digits28": 0.190, "mnist1d": 0.221, "jets": 0.341},
+    "jax": {"digits28": 0.089, "mnist1d": 0.062, "jets": 0.108},
 }
 INSTALL = {"jax": "pip install 'hgq_rewrite[jax]'", "tensorflow": "pip install tensorflow"}
 
