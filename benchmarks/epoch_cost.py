@@ -2,11 +2,12 @@
 
 The float model is compiled with Adam; our model (``quantize`` of the same float model) the way
 ``finetune`` compiles it (`BitwidthAdam`) and fitted with ``finetune``'s callbacks
-(`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`). After one warm-up epoch each
-(graph tracing), ``--rounds`` times each model fits one epoch, alternating which goes first, so
-background load on the machine hits both alike. An epoch is timed (wall and process CPU time) from
-the first callback's ``on_epoch_begin`` to the last callback's ``on_epoch_end``; the ratio is of the
-median wall times (``cpu_ratio``: of the median CPU times, less sensitive to other jobs). Run on the current Keras backend::
+(`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`; ``--progress`` adds its progress
+bar). After one warm-up epoch each (graph tracing), ``--rounds`` times each model fits one epoch,
+alternating which goes first, so background load on the machine hits both alike. An epoch is timed
+(wall and process CPU time) from the first callback's ``on_epoch_begin`` to the last callback's
+``on_epoch_end``; the ratio is of the median wall times (``cpu_ratio``: of the median CPU times,
+less sensitive to other jobs). Run on the current Keras backend::
 
     TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/epoch_cost.py --label after
     KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/epoch_cost.py --label after
@@ -76,7 +77,7 @@ def freeze_input_bits(model):
             layer.paq.fbw.trainable = False
 
 
-def measure(task, rounds, beta, lr, seed, frozen_input_bits=False):
+def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=False):
     x, y, _, _ = LOADERS[task](seed)
     keras.utils.set_random_seed(seed)
     fm = float_model(task)
@@ -87,6 +88,13 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False):
         freeze_input_bits(ours)
     default_compile(ours, y, lr)
     cbs = [StopOnNonFiniteLoss(), hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
+    if progress:  # finetune(verbose=1)'s progress bar, drawn to nowhere
+        import io
+
+        from rich.console import Console
+
+        from hgq_rewrite.finetune.progress import RichProgress
+        cbs.insert(-1, RichProgress(console=Console(file=io.StringIO())))
     models = {"float": (fm, []), "ours": (ours, cbs)}
     batch = BATCH_SIZE[task]
     first = {name: one_epoch(m, x, y, batch, c)[0] for name, (m, c) in models.items()}
@@ -125,6 +133,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--freeze-input-bits", action="store_true",
                     help="diagnostic: the input quantizers' bitwidths not trained (no backward pass to the input)")
+    ap.add_argument("--progress", action="store_true", help="also finetune's progress bar (its verbose=1)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/epoch_cost_<backend>.json")
     args = ap.parse_args()
@@ -138,8 +147,8 @@ def main():
            "backend": backend, "keras": keras.__version__, "python": platform.python_version(),
            "cpus": os.cpu_count(), "tasks": {}}
     for task in args.tasks:
-        r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits)
-        r["frozen_input_bits"] = args.freeze_input_bits
+        r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress)
+        r["frozen_input_bits"], r["progress_bar"] = args.freeze_input_bits, args.progress
         run["tasks"][task] = r
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
               f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})",

@@ -349,3 +349,22 @@ def test_finetune_does_not_warn_about_pruning_at_a_sane_beta():
         warnings.simplefilter("error", UserWarning)
         history, _ = finetune(model, x, y, epochs=3, batch_size=32, beta=1e-6, verbose=0)
     assert history.history["ebops"][-1] > 0
+
+
+def test_progress_bar_runs_beside_training_and_only_moves_forward():
+    """Keras may hand its batch updates to worker threads, out of order: the bar never goes back."""
+    import io
+
+    from rich.console import Console
+
+    from hgq_rewrite.finetune.progress import RichProgress
+
+    bar = RichProgress(console=Console(file=io.StringIO()))
+    assert bar.async_safe
+    bar.set_params({"epochs": 2, "steps": 10})
+    bar.on_train_begin()
+    bar.on_epoch_begin(1)
+    bar.on_train_batch_end(6, {"loss": 0.5})
+    bar.on_train_batch_end(3, {"loss": 0.7})
+    assert bar.progress.tasks[0].completed == 17
+    bar.on_train_end()

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import keras
 
 
 class RichProgress(keras.callbacks.Callback):
-    """A `rich` progress bar over all training steps, and one line per epoch (``verbose=1``)."""
+    """A `rich` progress bar over all training steps, and one line per epoch (``verbose=1``).
+
+    Its batch updates run beside training (Keras dispatches them asynchronously: reading the loss
+    would otherwise make every step wait), so they may arrive out of order: the bar only moves forward.
+    """
+
+    async_safe = True
 
     def __init__(self, front=None, console=None):
         super().__init__()
         self.front = front
         self.console = console
         self.progress = None
+        self._completed = 0
+        self._lock = threading.Lock()
 
     def on_train_begin(self, logs=None):
         from rich.console import Console
@@ -30,6 +39,7 @@ class RichProgress(keras.callbacks.Callback):
         params = self.params or {}
         self.epochs = params.get("epochs") or 1
         self.steps = params.get("steps") or 0
+        self._completed = 0
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -49,9 +59,14 @@ class RichProgress(keras.callbacks.Callback):
         self.progress.update(self.task, description=f"epoch {epoch + 1}/{self.epochs}")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.steps:
-            self.progress.update(self.task, completed=self.epoch * self.steps + batch + 1,
-                                 info=format_logs(logs, ("loss",)))
+        if not self.steps:
+            return
+        done = self.epoch * self.steps + batch + 1
+        with self._lock:
+            if done <= self._completed:
+                return
+            self._completed = done
+            self.progress.update(self.task, completed=done, info=format_logs(logs, ("loss",)))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.steps:
