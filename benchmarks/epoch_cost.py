@@ -124,6 +124,30 @@ def git_commit(path):
         return None
 
 
+def run_header():
+    """What a results run records about itself: command, environment, library checkout, versions, machine."""
+    lib_dir = os.path.dirname(os.path.dirname(os.path.abspath(hr.__file__)))
+    return {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+            "env": {k: os.environ[k] for k in ("KERAS_BACKEND", "JAX_PLATFORMS", "PYTHONPATH") if k in os.environ},
+            "hgq_rewrite": os.path.abspath(hr.__file__), "commit": git_commit(lib_dir),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "backend": keras.config.backend(), "keras": keras.__version__, "python": platform.python_version(),
+            "cpus": os.cpu_count(), "tasks": {}}
+
+
+def save_run(out, what, label, run):
+    """Add ``run`` under ``label`` to the results file ``out`` (its other runs are kept)."""
+    doc = {}
+    if os.path.exists(out):
+        with open(out) as f:
+            doc = json.load(f)
+    doc.setdefault("what", what)
+    doc.setdefault("runs", {})[label] = run
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=list(BATCH_SIZE), choices=list(BATCH_SIZE))
@@ -139,13 +163,7 @@ def main():
     args = ap.parse_args()
     backend = keras.config.backend()
     out = args.out or os.path.join(HERE, "results", f"epoch_cost_{backend}.json")
-    lib_dir = os.path.dirname(os.path.dirname(os.path.abspath(hr.__file__)))
-    run = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-           "env": {k: os.environ[k] for k in ("KERAS_BACKEND", "JAX_PLATFORMS", "PYTHONPATH") if k in os.environ},
-           "hgq_rewrite": os.path.abspath(hr.__file__), "commit": git_commit(lib_dir),
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "backend": backend, "keras": keras.__version__, "python": platform.python_version(),
-           "cpus": os.cpu_count(), "tasks": {}}
+    run = run_header()
     for task in args.tasks:
         r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress)
         r["frozen_input_bits"], r["progress_bar"] = args.freeze_input_bits, args.progress
@@ -153,17 +171,8 @@ def main():
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
               f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})",
               flush=True)
-    doc = {}
-    if os.path.exists(out):
-        with open(out) as f:
-            doc = json.load(f)
-    doc.setdefault("what", "median epoch time of our HGQ model (finetune's compile and callbacks) over the float "
-                           "model's, interleaved one-epoch fits, after one warm-up epoch each")
-    doc.setdefault("runs", {})[args.label] = run
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
-    print(f"wrote {out}")
-
+    save_run(out, "median epoch time of our HGQ model (finetune's compile and callbacks) over the float model's, "
+                  "interleaved one-epoch fits, after one warm-up epoch each", args.label, run)
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,6 @@ Results go to ``results/step_ops_<backend>.json`` under ``--label``; put another
 
 import argparse
 import collections
-import json
 import os
 import re
 import sys
@@ -34,7 +33,7 @@ import keras  # noqa: E402
 
 import hgq_rewrite as hr  # noqa: E402
 from data import LOADERS  # noqa: E402
-from epoch_cost import BATCH_SIZE, git_commit  # noqa: E402
+from epoch_cost import BATCH_SIZE, run_header, save_run  # noqa: E402
 from hgq_rewrite.finetune import default_compile  # noqa: E402
 from models import float_model, hgq_rewrite_config  # noqa: E402
 
@@ -109,27 +108,15 @@ def main():
     if backend not in ("tensorflow", "jax"):
         raise SystemExit(f"step_ops.py counts TensorFlow graph ops or JAX fusions; the backend is {backend!r}.")
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
-    lib_dir = os.path.dirname(os.path.dirname(os.path.abspath(hr.__file__)))
-    run = {"command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-           "env": {k: os.environ[k] for k in ("KERAS_BACKEND", "PYTHONPATH") if k in os.environ},
-           "hgq_rewrite": os.path.abspath(hr.__file__), "commit": git_commit(lib_dir), "backend": backend,
-           "keras": keras.__version__, "tasks": {}}
+    run = run_header()
     for task in args.tasks:
         run["tasks"][task] = r = measure(task, args.seed)
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",
               flush=True)
-    doc = {}
-    if os.path.exists(out):
-        with open(out) as f:
-            doc = json.load(f)
-    doc.setdefault("what", "size of one training step, float model vs ours: TF graph ops after grappler "
-                           "(by part), or JAX XLA fusions and state arrays")
-    doc.setdefault("runs", {})[args.label] = run
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=1)
-    print(f"wrote {out}")
+    save_run(out, "size of one training step, float model vs ours: TF graph ops after grappler (by part), or "
+                  "JAX XLA fusions and state arrays", args.label, run)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from keras import ops
 
 from ..compat.keras_private import inbound_nodes
 from ..quantizers import HQuantizer
-from ..quantizers.hquantizer import Filled, read
+from ..quantizers.hquantizer import Filled, as_shape, read
 from ..quantizers.config import check_beta
 from ..quantizers.replicas import REPLICATED, replica_context, replica_losses
 from ..quantizers.saved_layouts import load_older_layout
@@ -17,11 +17,6 @@ def bits_of(kif):
     """Total bits k + i + f (never negative) of a (k, i, f) map."""
     k, i, f = kif
     return ops.relu(k + i + f)
-
-
-def _as_shape(x, shape):
-    """``x`` broadcast to ``shape`` (no op when it has that shape already)."""
-    return x if tuple(x.shape) == tuple(shape) else ops.broadcast_to(x, shape)
 
 
 class BitMapMixin:
@@ -45,7 +40,7 @@ class BitMapMixin:
                     "between them."
                 )
             full = (1,) + tuple(shape[1:])
-            maps.append(tuple(_as_shape(ops.cast(m, "float32"), full) for m in op.output_kif_map(exact)))
+            maps.append(tuple(as_shape(ops.cast(m, "float32"), full) for m in op.output_kif_map(exact)))
         return maps
 
     def output_kif(self):

@@ -88,6 +88,11 @@ def read(variable):
     return ops.copy(variable)
 
 
+def as_shape(x, shape):
+    """``x`` broadcast to ``shape`` (no op when it has that shape already)."""
+    return x if tuple(x.shape) == tuple(shape) else ops.broadcast_to(x, shape)
+
+
 def ste_round(x):
     """round(x) forward, identity gradient (``x`` a tensor or a variable)."""
     x = read(x)
@@ -289,13 +294,12 @@ class HQuantizer(keras.layers.Layer):
     def _record(self, xq):
         lo = replica_min(ops.min(xq, axis=self.axes, keepdims=True))
         hi = replica_max(ops.max(xq, axis=self.axes, keepdims=True))
-        lo, hi = (ops.cast(v, self.minmax.dtype) for v in (lo, hi))
         old = read(self.minmax)
-        self.minmax.assign(ops.stack([ops.minimum(old[0], lo), ops.maximum(old[1], hi)]))
+        self.set_range(ops.minimum(old[0], ops.cast(lo, old.dtype)), ops.maximum(old[1], ops.cast(hi, old.dtype)))
 
     def set_range(self, lo, hi):
         """Set the recorded range to ``[lo, hi]`` (broadcast to ``bw_shape``; graph-safe)."""
-        lo, hi = (ops.broadcast_to(ops.cast(v, self.minmax.dtype), self.bw_shape) for v in (lo, hi))
+        lo, hi = (as_shape(ops.cast(v, self.minmax.dtype), self.bw_shape) for v in (lo, hi))
         self.minmax.assign(ops.stack([lo, hi]))
 
     def reset_minmax(self):
