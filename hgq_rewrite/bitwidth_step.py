@@ -24,6 +24,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from .bitwidth_pack import BitwidthPack
+from .quantizers.replicas import in_strategy_scope
 from .trace import h_layers
 
 DEFAULT_BITWIDTH_LR_SCALE = 10.0
@@ -103,6 +105,9 @@ class BitwidthStepMixin:
 
     def build(self, var_list):
         super().build(var_list)
+        self._set_lr_scales(var_list)
+
+    def _set_lr_scales(self, var_list):
         scales = {}
         for v in var_list:
             if is_bitwidth_variable(v):
@@ -142,6 +147,29 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
         self.bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "BitwidthAdam: bitwidth_lr_scale")
         self.weight_lr_scales = check_weight_scales(weight_lr_scales or {}, "BitwidthAdam: weight_lr_scales")
         self._step_sizes = None
+        self._packs = []  # BitwidthPack per dtype, set by build
+
+    def build(self, var_list):
+        """Adam's moments: one flat pair per dtype for the bitwidth variables (`BitwidthPack`), one pair
+        per variable for the others. Under amsgrad or a ``tf.distribute`` strategy, one pair per variable."""
+        if self.built:
+            return
+        packed = [] if self.amsgrad or in_strategy_scope() else [v for v in var_list if is_bitwidth_variable(v)]
+        if not packed:
+            self._packs = []
+            return super().build(var_list)
+        super(keras.optimizers.Adam, self).build(var_list)  # the base optimizer's, not Adam's moments
+        self._set_lr_scales(var_list)
+        packed_ids = {id(v) for v in packed}
+        self._momentums, self._velocities = [], []
+        for v in var_list:
+            own = id(v) not in packed_ids and not self._overwrite_variable_with_gradient(v)
+            self._momentums.append(self.add_variable_from_reference(v, "momentum") if own else None)
+            self._velocities.append(self.add_variable_from_reference(v, "velocity") if own else None)
+        by_dtype = {}
+        for v in packed:
+            by_dtype.setdefault(v.dtype, []).append(v)
+        self._packs = [BitwidthPack(self, group) for group in by_dtype.values()]
 
     def apply(self, grads, trainable_variables=None):
         self._step_sizes = {}  # Adam's step size of this step, per (dtype, learning rate scale)
@@ -150,14 +178,26 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
         finally:
             self._step_sizes = None
 
-    def update_step(self, gradient, variable, learning_rate):
-        """``keras.optimizers.Adam.update_step``, the same arithmetic, with its step size
-        ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)`` computed once per step and dtype instead of once
-        per variable (the HGQ bitwidths double the number of variables)."""
-        if self._step_sizes is None or self.amsgrad:
-            return super().update_step(gradient, variable, learning_rate)
-        dtype = variable.dtype
-        scale = self.lr_scale_of(variable)
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if not self._packs:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        packed_indices = {i for pack in self._packs for i in pack.indices}
+        packed, rest = {}, []
+        for grad, variable in zip(grads, trainable_variables):
+            index = self._get_variable_index(variable)
+            if index in packed_indices:
+                packed[index] = grad
+            else:
+                rest.append((grad, variable))
+        if rest:
+            super()._backend_update_step([g for g, _ in rest], [v for _, v in rest], learning_rate)
+        for pack in self._packs:
+            if any(i in packed for i in pack.indices):
+                pack.update(self, packed, self._step_size(pack.dtype, self.bitwidth_lr_scale, learning_rate))
+
+    def _step_size(self, dtype, scale, learning_rate):
+        """Adam's step size ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, computed once per step, dtype and
+        learning rate scale."""
         key = (dtype, scale)
         if key not in self._step_sizes:
             lr = ops.cast(learning_rate if scale == 1.0 else learning_rate * scale, dtype)
@@ -165,8 +205,15 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
             beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
             beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
             self._step_sizes[key] = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-        alpha = self._step_sizes[key]
-        gradient = ops.cast(gradient, dtype)
+        return self._step_sizes[key]
+
+    def update_step(self, gradient, variable, learning_rate):
+        """``keras.optimizers.Adam.update_step``, the same arithmetic, with its step size computed once per
+        step and dtype instead of once per variable (the HGQ bitwidths double the number of variables)."""
+        if self._step_sizes is None or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        alpha = self._step_size(variable.dtype, self.lr_scale_of(variable), learning_rate)
+        gradient = ops.cast(gradient, variable.dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))

@@ -101,3 +101,29 @@ def test_the_shipped_measurements_are_complete():
     assert set(MEASURED_EPOCH_S) == {"tensorflow", "jax"}
     for times in MEASURED_EPOCH_S.values():
         assert set(times) == {"digits28", "mnist1d", "jets"} and all(t > 0 for t in times.values())
+
+
+def _variables():
+    rng = np.random.default_rng(3)
+    shapes = {"a/fbw": (1, 4), "b/fbw": (3, 2), "c/fbw": (5,), "kernel": (3, 2)}
+    return [keras.Variable(rng.normal(size=s).astype("float32"), name=n.split("/")[-1]) for n, s in shapes.items()]
+
+
+def test_bitwidth_adam_updates_all_bitwidths_as_one_and_leaves_those_without_a_gradient_alone():
+    """One flat Adam state for all bitwidths (two optimizer variables, not two per bitwidth), the same
+    arithmetic as per-variable Adam; a bitwidth without a gradient in a step keeps its value and moments."""
+    rng = np.random.default_rng(4)
+    grads = [[rng.normal(size=v.shape).astype("float32") for v in _variables()] for _ in range(4)]
+    grads[1][1] = None
+    grads[2][0] = grads[2][2] = None
+    finals = []
+    for optimizer in (hr.BitwidthAdam(1e-2, bitwidth_lr_scale=10.0), PerVariableAdam(1e-2, 10.0)):
+        variables = _variables()
+        optimizer.build(variables)
+        for step in grads:
+            optimizer.apply(step, variables)
+        finals.append([np.asarray(v) for v in variables])
+        if isinstance(optimizer, hr.BitwidthAdam):
+            assert len(optimizer.variables) == 2 + 2 + 2  # iterations, learning rate; kernel's m, v; one packed m, v
+    for ours, reference in zip(*finals):
+        np.testing.assert_array_equal(ours, reference)

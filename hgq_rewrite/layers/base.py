@@ -131,7 +131,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
     @property
     def ebops(self):
         """EBOPs of the last training step (estimate) or of ``trace_minmax`` (exact)."""
-        return float(ops.convert_to_numpy(self._beta_ebops[1])) if self.built else 0.0
+        return float(ops.convert_to_numpy(self._beta_ebops)[1]) if self.built else 0.0
 
     def output_kif_map(self, exact=False):
         return self.paq.activation_kif(exact)

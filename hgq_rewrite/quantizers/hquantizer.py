@@ -303,10 +303,14 @@ class HQuantizer(keras.layers.Layer):
         self.minmax.assign(ops.stack([lo, hi]))
 
     def reset_minmax(self):
-        """Forget the recorded range (+inf / -inf) and any calibration."""
-        self.set_range(np.inf, -np.inf)
+        """Forget the recorded range (+inf / -inf) and any calibration (eager: from numpy, one assign each, as
+        `ResetMinMax` runs it after every epoch)."""
+        empty = np.stack([np.full(self.bw_shape, np.inf), np.full(self.bw_shape, -np.inf)])
+        self.minmax.assign(empty.astype(self.minmax.dtype))
         if self.has_firmware_state:
-            self._uncalibrate()
+            mode = ops.convert_to_numpy(self.fw_mode)
+            if mode[0] != 0:
+                self.fw_mode.assign(np.array([0.0, mode[1]], mode.dtype))
 
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (eager).

@@ -39,6 +39,16 @@ def replica_context():
     return ctx
 
 
+def in_strategy_scope():
+    """True inside a ``tf.distribute`` strategy's scope, where TensorFlow applies optimizer updates one
+    variable (and device) at a time."""
+    if backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy()
+
+
 def has_value(x):
     """False while ``x`` is traced (a TensorFlow graph, a JAX tracer: Keras' symbolic build of a subclassed
     model, a ``tf.function``), when it holds no number yet."""
