@@ -22,7 +22,8 @@
 
 The rule is deterministic: the same EBOPs give the same betas. Defaults (`DEFAULTS`):
 ``beta_init=None`` (auto, ``init_fraction=0.05``), ``beta_min=1e-9``, ``beta_max=1e-2``, ``gain=1.0``, ``kp=0.5``,
-``band=0.2``, ``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none).
+``band=0.2``, ``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none),
+``lead=0`` (``lead > 0`` acts on ``e + lead * (e - e_previous)``, the error expected that many epochs ahead).
 The value applied in each epoch is logged as ``beta`` and kept in ``values``.
 """
 
@@ -39,7 +40,7 @@ from .trace import h_layers
 
 _FALLBACK_INIT = 1e-6
 DEFAULTS = {"beta_init": None, "init_fraction": 0.05, "beta_min": 1e-9, "beta_max": 1e-2, "gain": 1.0, "kp": 0.5,
-            "band": 0.2, "warmup": 5}
+            "band": 0.2, "warmup": 5, "lead": 0.0}
 
 
 def _positive(value, what):
@@ -53,14 +54,23 @@ def check_target(value, what="target_ebops"):
     return _positive(value, what)
 
 
+def log_error(ebops, target):
+    """``log(EBOPs / target)``; ``ebops`` <= 0 counts as 1 EBOP (a fully pruned model asks for the smallest beta)."""
+    return math.log(max(float(ebops), 1.0)) - math.log(target)
+
+
 def control_step(log_beta, ebops, target, *, gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
-                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"], band=DEFAULTS["band"]):
+                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"], band=DEFAULTS["band"],
+                 lead=DEFAULTS["lead"], previous_error=None):
     """One control step: ``(new integral state log_beta, beta for the next epoch)``.
 
-    ``ebops`` <= 0 counts as 1 EBOP (a fully pruned model asks for the smallest beta).
+    ``lead`` > 0 acts on the error expected ``lead`` epochs ahead, ``e + lead * (e - previous_error)``,
+    instead of ``e``: falling EBOPs ease beta off before they cross the target.
     """
     lo, hi = math.log(beta_min), math.log(beta_max)
-    error = math.log(max(float(ebops), 1.0)) - math.log(target)
+    error = log_error(ebops, target)
+    if previous_error is not None:
+        error += lead * (error - previous_error)
     log_beta = min(max(log_beta + gain * error, lo), hi)
     if error < 0 and band is not None:
         beta = math.exp(log_beta) * max(1.0 + error / band, 0.0)
@@ -90,6 +100,7 @@ class BetaController(keras.callbacks.Callback):
         band: below the target, beta falls linearly to ``beta_min`` at this fraction under it
             (log scale); None: ``kp`` on both sides.
         warmup: warm-up epochs (capped at a quarter of the fit's epochs).
+        lead: act on the error expected this many epochs ahead from its last change (0: the error now).
         ebops_key: the logged EBOPs (``bops``).
 
     Put it after the callback that logs ``bops`` (`FreeBOPs` / `CalibratedBOPs`).
@@ -98,7 +109,7 @@ class BetaController(keras.callbacks.Callback):
     def __init__(self, target, *, beta_init=DEFAULTS["beta_init"], init_fraction=DEFAULTS["init_fraction"],
                  beta_min=DEFAULTS["beta_min"],
                  beta_max=DEFAULTS["beta_max"], gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
-                 band=DEFAULTS["band"], warmup=DEFAULTS["warmup"], ebops_key="bops"):
+                 band=DEFAULTS["band"], warmup=DEFAULTS["warmup"], lead=DEFAULTS["lead"], ebops_key="bops"):
         super().__init__()
         self.target = check_target(target, "BetaController: target")
         self.beta_min = _positive(beta_min, "BetaController: beta_min")
@@ -110,10 +121,10 @@ class BetaController(keras.callbacks.Callback):
         first = _FALLBACK_INIT if beta_init is None else _positive(beta_init, "BetaController: beta_init")
         self.beta_init = self._clip(first)
         self._given_init = self.beta_init
-        for name, value in (("gain", gain), ("kp", kp)):
+        for name, value in (("gain", gain), ("kp", kp), ("lead", lead)):
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"BetaController: {name} must be a finite number >= 0, got {value!r}.")
-        self.gain, self.kp = float(gain), float(kp)
+        self.gain, self.kp, self.lead = float(gain), float(kp), float(lead)
         self.band = None if band is None else _positive(band, "BetaController: band")
         if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
             raise ValueError(f"BetaController: warmup must be an integer >= 0, got {warmup!r}.")
@@ -122,6 +133,7 @@ class BetaController(keras.callbacks.Callback):
         self.values = {}
         self.log_beta = math.log(self.beta_init)
         self.next_beta = self.beta_init
+        self.previous_error = None
 
     def _clip(self, beta):
         return min(max(beta, self.beta_min), self.beta_max)
@@ -136,6 +148,7 @@ class BetaController(keras.callbacks.Callback):
         self.beta_init = self._given_init
         self.log_beta = math.log(self.beta_init)
         self.next_beta = self.beta_init
+        self.previous_error = None
         self.values = {}
 
     def beta_at(self, epoch):
@@ -174,5 +187,6 @@ class BetaController(keras.callbacks.Callback):
             self.next_beta = self.beta_init
         self.log_beta, self.next_beta = control_step(
             self.log_beta, ebops, self.target, gain=self.gain, kp=self.kp, beta_min=self.beta_min,
-            beta_max=self.beta_max, band=self.band,
+            beta_max=self.beta_max, band=self.band, lead=self.lead, previous_error=self.previous_error,
         )
+        self.previous_error = log_error(ebops, self.target)

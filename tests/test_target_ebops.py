@@ -48,6 +48,20 @@ def test_controller_raises_beta_above_target_and_lowers_it_below():
     assert bottom == 1e-9
 
 
+def test_controller_lead_acts_on_the_error_expected_from_its_last_change():
+    """EBOPs falling fast toward the target ease beta off before they cross it; without a previous
+    error (the first control step) or with lead 0 the error now is used."""
+    log_b = math.log(1e-6)
+    falling = dict(gain=1.0, kp=0.0, band=None, previous_error=math.log(3.0))
+    state, beta = control_step(log_b, 2000.0, 1000.0, lead=1.0, **falling)  # log 2 now, log 3 before
+    assert state == pytest.approx(log_b + 2 * math.log(2.0) - math.log(3.0))
+    assert beta == pytest.approx(1e-6 * 4 / 3)
+    assert control_step(log_b, 2000.0, 1000.0, lead=0.0, **falling) == control_step(log_b, 2000.0, 1000.0,
+                                                                                      gain=1.0, kp=0.0)
+    first = dict(falling, previous_error=None)
+    assert control_step(log_b, 2000.0, 1000.0, lead=1.0, **first)[1] == pytest.approx(2e-6)
+
+
 def test_controller_below_target_lowers_beta_linearly_to_beta_min_across_the_band():
     """Under the target the penalty gives way fast: bits regrow only from the task loss."""
     log_b = math.log(1e-6)
@@ -76,10 +90,12 @@ def test_warmup_ramp_then_control():
 def test_controller_arguments_checked():
     for kwargs in ({"target": 0}, {"target": -5}, {"target": float("nan")},
                    {"target": 10, "beta_min": 1, "beta_max": 1e-3},
-                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}, {"target": 10, "band": 0}):
+                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}, {"target": 10, "band": 0},
+                   {"target": 10, "lead": -1}):
         with pytest.raises(ValueError):
             BetaController(**kwargs)
-    assert set(DEFAULTS) == {"beta_init", "init_fraction", "beta_min", "beta_max", "gain", "kp", "band", "warmup"}
+    assert set(DEFAULTS) == {"beta_init", "init_fraction", "beta_min", "beta_max", "gain", "kp", "band", "warmup",
+                             "lead"}
 
 
 # --------------------------------------------------------------------------- finetune

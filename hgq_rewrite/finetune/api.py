@@ -102,8 +102,8 @@ def finetune(
             log(EBOPs / target) after a short warm-up (see `hgq_rewrite.beta_control`).
             Not with ``beta``. The returned front's ``chosen`` is the member with the best
             metric at or under the budget; if no epoch reached it, a warning says so.
-        beta_control: options of the `BetaController` (``beta_init``, ``beta_min``, ``beta_max``,
-            ``gain``, ``kp``, ``warmup``) as a dict; only with ``target_ebops``.
+        beta_control: options of the `BetaController` (``beta_init``, ``init_fraction``, ``beta_min``,
+            ``beta_max``, ``gain``, ``kp``, ``band``, ``warmup``, ``lead``) as a dict; only with ``target_ebops``.
         overwrite: ``pareto_dir`` may hold an earlier run (``front.json``, ``history.json``,
             ``last.keras``, ``epochNNNN.keras``): delete those files before training. Without
             it such a folder is refused. A folder holding other files is always refused.
