@@ -60,9 +60,12 @@ VARIANTS = {
     "constlr": {"finetune": {"lr_decay": None}},
     "noband": {"finetune": {"beta_control": {"band": None}}},
     "shrink": {"finetune": {"shrink": 0.5}},
+    "noshrink": {"finetune": {"shrink": None}},  # the default before shrink="auto"
     # the controller acts on the error expected this many epochs ahead (BetaController's lead)
     "lead1": {"finetune": {"beta_control": {"lead": 1.0}}},
     "lead2": {"finetune": {"beta_control": {"lead": 2.0}}},
+    # below the target beta reaches beta_min 5 % (not 20 %) under it
+    "band0.05": {"finetune": {"beta_control": {"band": 0.05}}},
     # no bit-count regulariser (l1) beside beta, with the controller as it is or with lead 1
     "l1zero": {"quantize": {"config": _NO_L1}},
     "l1zero_lead1": {"quantize": {"config": _NO_L1}, "finetune": {"beta_control": {"lead": 1.0}}},

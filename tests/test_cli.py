@@ -137,6 +137,23 @@ def test_yaml_is_loaded_safely(files, capsys, tmp_path):
 # --------------------------------------------------------------------------- finetune / report
 
 
+@pytest.mark.parametrize("flag, expected", [((), "auto"), (("--shrink", "none"), None), (("--shrink", "auto"), "auto")])
+def test_finetune_shrink_flag_reaches_finetune(files, qmodel_path, capsys, tmp_path, monkeypatch, flag, expected):
+    import sys
+
+    ft = sys.modules["hgq_rewrite.finetune"]  # the package (hgq_rewrite.finetune is also the function's name)
+    seen = {}
+
+    def fake_finetune(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here: only the arguments matter")
+
+    monkeypatch.setattr(ft, "finetune", fake_finetune)
+    code = main(["finetune", str(qmodel_path), "--data", str(files["train"]), "--epochs", "3", "-o",
+                 str(tmp_path / "ft"), *flag])
+    assert code != 0 and seen["shrink"] == expected
+
+
 def test_finetune_and_report(files, qmodel_path, capsys, tmp_path):
     out = tmp_path / "ft"
     code, stdout, err = run(capsys, "finetune", qmodel_path, "--data", files["train"], "--val", files["val"],

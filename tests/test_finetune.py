@@ -300,6 +300,44 @@ def _lr_data():
     return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
 
 
+def _kernel_at_start(model, x, y, epochs, **kwargs):
+    dense = [layer for layer in h_layers(model) if hasattr(layer, "kernel")][0]
+    seen = {}
+
+    class AtStart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["kernel"] = np.array(dense.kernel)
+
+    before = np.array(dense.kernel)
+    finetune(model, x, y, epochs=epochs, batch_size=64, callbacks=[AtStart()], verbose=0, **kwargs)
+    return before, seen["kernel"]
+
+
+def test_finetune_auto_shrink_only_on_the_first_long_fine_tune_of_a_trained_model():
+    """shrink="auto" (default) halves a trained model's weights on its first fine-tune of >= 15 epochs; not a second
+    fine-tune, a shorter run, a freshly initialised model, or with shrink=None."""
+    from hgq_rewrite.finetune.api import AUTO_SHRINK_MIN_EPOCHS
+
+    x, y = _lr_data()
+
+    def trained():
+        model = _lr_model()
+        dense = [layer for layer in h_layers(model) if hasattr(layer, "kernel")][0]
+        dense.kernel.assign(np.array(dense.kernel) * 4.0)  # grown past its Glorot size, as training does
+        return model
+
+    model = trained()
+    before, start = _kernel_at_start(model, x, y, AUTO_SHRINK_MIN_EPOCHS)
+    np.testing.assert_array_equal(start, before * 0.5)
+    before, start = _kernel_at_start(model, x, y, AUTO_SHRINK_MIN_EPOCHS)  # second fine-tune: compiled
+    np.testing.assert_array_equal(start, before)
+    for model, epochs, kwargs in ((trained(), AUTO_SHRINK_MIN_EPOCHS - 1, {}),
+                                  (trained(), AUTO_SHRINK_MIN_EPOCHS, {"shrink": None}),
+                                  (_lr_model(), AUTO_SHRINK_MIN_EPOCHS, {})):
+        before, start = _kernel_at_start(model, x, y, epochs, **kwargs)
+        np.testing.assert_array_equal(start, before)
+
+
 def test_finetune_shrink_starts_training_from_scaled_kernels_and_biases():
     """shrink=0.5: training starts from half the trained weights; bad factors are refused before anything changes."""
     x, y = _lr_data()

@@ -74,6 +74,7 @@ def cmd_finetune(args):
             qmodel, pack(xs), y, validation_data=val, epochs=args.epochs, beta=args.beta,
             batch_size=args.batch_size, pareto_dir=args.output, metric=args.metric, learning_rate=args.lr, verbose=1,
             lr_decay=None if args.lr_decay == "none" else args.lr_decay, overwrite=args.overwrite, target_ebops=target,
+            shrink=None if args.shrink == "none" else args.shrink,
             beta_control=None if beta_max is None else {"beta_max": beta_max},
         )
     last = os.path.join(args.output, "last.keras")

@@ -41,7 +41,7 @@ def finetune(
     bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE,
     relative_weight_step=True,
     lr_decay="cosine",
-    shrink=None,
+    shrink="auto",
     calibration_data=None,
     callbacks=None,
     verbose=1,
@@ -86,7 +86,8 @@ def finetune(
         shrink: a factor in (0, 1): the trainable kernels and biases of the H-layers are multiplied by it before
             training (a shrink warm start: the trained model's function is softened, and the run re-fits
             it at the bits the budget allows; worth it for runs of tens of epochs); None: start from the
-            weights as they are.
+            weights as they are; ``"auto"`` (default): `AUTO_SHRINK` on the first fine-tune of a trained
+            model (`auto_shrink`), else None.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
@@ -142,8 +143,10 @@ def finetune(
     bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "finetune: bitwidth_lr_scale")
     if not isinstance(relative_weight_step, (bool, np.bool_)):
         raise TypeError(f"finetune: relative_weight_step must be True or False, got {relative_weight_step!r}.")
-    if shrink is not None and (isinstance(shrink, bool) or not isinstance(shrink, Real) or not 0 < shrink < 1):
-        raise ValueError(f"finetune: shrink must be a number between 0 and 1 (exclusive) or None, got {shrink!r}.")
+    if shrink != "auto" and shrink is not None and (
+            isinstance(shrink, bool) or not isinstance(shrink, Real) or not 0 < shrink < 1):
+        raise ValueError(f"finetune: shrink must be a number between 0 and 1 (exclusive), 'auto' or None, "
+                         f"got {shrink!r}.")
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"finetune: lr_decay must be 'cosine' or None (constant), got {lr_decay!r}.")
     if verbose not in (0, 1, 2, True, False):
@@ -217,8 +220,9 @@ def finetune(
     saved = _ModelState(qmodel)
     try:
         with distributed(qmodel, distribution) as model:
-            if shrink is not None:
-                shrink_weights(model, float(shrink))
+            factor = auto_shrink(model, epochs) if shrink == "auto" else shrink
+            if factor is not None:
+                shrink_weights(model, float(factor))
             if not model.compiled:
                 scales = relative_weight_steps(model) if relative_weight_step else None
                 steps = int(epochs) * -(-len(ys) // int(batch_size))
@@ -258,6 +262,19 @@ def finetune(
     else:
         warnings.warn(f"finetune: {result.message}.", UserWarning, stacklevel=2)
     return history, result
+
+
+AUTO_SHRINK = 0.5
+AUTO_SHRINK_MIN_EPOCHS = 15  # the shortest fine-tuning of the runs that measured it (docs/training_engine.md)
+
+
+def auto_shrink(model, epochs):
+    """``shrink="auto"``: `AUTO_SHRINK` when this is the model's first fine-tune (``finetune`` compiles it), the run
+    has at least `AUTO_SHRINK_MIN_EPOCHS` epochs and some trainable kernel has grown past its Glorot size (a
+    trained model, not a fresh initialisation); else None."""
+    if model.compiled or int(epochs) < AUTO_SHRINK_MIN_EPOCHS:
+        return None
+    return AUTO_SHRINK if relative_weight_steps(model) else None
 
 
 def _pruned_to_nothing(history):
