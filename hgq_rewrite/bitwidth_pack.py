@@ -1,11 +1,11 @@
 """Adam on all bitwidth variables of one dtype at once.
 
 A quantized model has one small bitwidth variable per quantizer, as many as it has weights and
-biases. Updating each on its own costs a dozen-odd backend operations per variable per step, a
-third of a small model's training step on TensorFlow (`benchmarks/step_ops.py`). A `BitwidthPack`
-holds Adam's two moments of all of them as two flat vectors and updates them with one set of
-element-wise operations on the concatenated gradients. Each element goes through the same
-arithmetic as under Keras' per-variable Adam, so the result is the same bit for bit.
+biases. Updating each on its own costs a dozen-odd backend operations per variable per step (on
+TensorFlow a third of the operations of a small model's training step, `benchmarks/step_ops.py`).
+A `BitwidthPack` holds Adam's two moments of all of them as two flat vectors and updates them with
+one set of element-wise operations on the concatenated gradients. Each element goes through the
+same arithmetic as under Keras' per-variable Adam, so the result is the same bit for bit.
 """
 
 import math
