@@ -266,15 +266,17 @@ def finetune(
 
 AUTO_SHRINK = 0.5
 AUTO_SHRINK_MIN_EPOCHS = 15  # the shortest fine-tuning of the runs that measured it (docs/training_engine.md)
+AUTO_SHRINK_MIN_GROWTH = 1.5  # trained benchmark models: 2.1-4.2x; a fresh kernel's sampled size is about 1x
 
 
 def auto_shrink(model, epochs):
     """``shrink="auto"``: `AUTO_SHRINK` when this is the model's first fine-tune (``finetune`` compiles it), the run
-    has at least `AUTO_SHRINK_MIN_EPOCHS` epochs and some trainable kernel has grown past its Glorot size (a
-    trained model, not a fresh initialisation); else None."""
+    has at least `AUTO_SHRINK_MIN_EPOCHS` epochs and some trainable kernel has grown past `AUTO_SHRINK_MIN_GROWTH`
+    times its Glorot size (a trained model, not a fresh initialisation); else None."""
     if model.compiled or int(epochs) < AUTO_SHRINK_MIN_EPOCHS:
         return None
-    return AUTO_SHRINK if relative_weight_steps(model) else None
+    growth = max(relative_weight_steps(model).values(), default=1.0)
+    return AUTO_SHRINK if growth > AUTO_SHRINK_MIN_GROWTH else None
 
 
 def _pruned_to_nothing(history):
