@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hgq_rewrite.finetune import FRONT_FILE, ParetoFront, dominates, finetune, metric_mode
-from hgq_rewrite.layers import HDense, HQuantize
+from hgq_rewrite.layers import HConv1D, HDense, HQuantize, PFlatten
 from hgq_rewrite.schedules import BetaScheduler, Constant, Linear, Log, as_schedule, parse_schedule, set_beta
 from hgq_rewrite.trace import h_layers
 
@@ -294,6 +294,14 @@ def _lr_model():
     return keras.Model(inp, HDense(3)(HQuantize()(inp)))
 
 
+def _conv_model():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    x = HQuantize()(keras.layers.Reshape((8, 1))(inp))
+    x = PFlatten()(HConv1D(2, 3, activation="relu")(x))
+    return keras.Model(inp, HDense(3)(x))
+
+
 def _lr_data():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype("float32")
@@ -314,14 +322,14 @@ def _kernel_at_start(model, x, y, epochs, **kwargs):
 
 
 def test_finetune_auto_shrink_only_on_the_first_long_fine_tune_of_a_trained_model():
-    """shrink="auto" (default) halves a trained model's weights on its first fine-tune of >= 15 epochs; not a second
-    fine-tune, a shorter run, a freshly initialised model, or with shrink=None."""
+    """shrink="auto" (default) halves a trained MLP's weights on its first fine-tune of >= 15 epochs; not a second
+    fine-tune, a shorter run, a freshly initialised model, a model with a convolution, or with shrink=None."""
     from hgq_rewrite.finetune.api import AUTO_SHRINK_MIN_EPOCHS
 
     x, y = _lr_data()
 
-    def trained():
-        model = _lr_model()
+    def trained(conv=False):
+        model = _conv_model() if conv else _lr_model()
         dense = [layer for layer in h_layers(model) if hasattr(layer, "kernel")][0]
         dense.kernel.assign(np.array(dense.kernel) * 4.0)  # grown past its Glorot size, as training does
         return model
@@ -333,7 +341,8 @@ def test_finetune_auto_shrink_only_on_the_first_long_fine_tune_of_a_trained_mode
     np.testing.assert_array_equal(start, before)
     for model, epochs, kwargs in ((trained(), AUTO_SHRINK_MIN_EPOCHS - 1, {}),
                                   (trained(), AUTO_SHRINK_MIN_EPOCHS, {"shrink": None}),
-                                  (_lr_model(), AUTO_SHRINK_MIN_EPOCHS, {})):
+                                  (_lr_model(), AUTO_SHRINK_MIN_EPOCHS, {}),
+                                  (trained(conv=True), AUTO_SHRINK_MIN_EPOCHS, {})):
         before, start = _kernel_at_start(model, x, y, epochs, **kwargs)
         np.testing.assert_array_equal(start, before)
 

@@ -76,8 +76,9 @@ def build_parser():
                    help="learning-rate decay over the run if the model is not compiled: cosine to a tenth of "
                    "--lr (default), or none (constant)")
     p.add_argument("--shrink", choices=("auto", "none"), default="auto",
-                   help="auto (default): halve a trained model's kernels and biases before its first fine-tune of "
-                   "15 or more epochs (a warm start); none: start from the weights as they are")
+                   help="auto (default): halve a trained MLP's kernels and biases before its first fine-tune of "
+                   "15 or more epochs (a warm start; not for models with a convolution); none: start from the "
+                   "weights as they are")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="folder for the front's models (new or empty; see --overwrite)")

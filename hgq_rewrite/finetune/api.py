@@ -15,6 +15,7 @@ from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale, relative_wei
 from ..callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from ..compat.keras_private import compile_state, restore_compile_state
 from ..inputs import as_arrays, model_inputs, pack
+from ..layers.conv import HConvBase
 from ..layers.links import link_model
 from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
@@ -87,7 +88,7 @@ def finetune(
             training (a shrink warm start: the trained model's function is softened, and the run re-fits
             it at the bits the budget allows; worth it for runs of tens of epochs); None: start from the
             weights as they are; ``"auto"`` (default): `AUTO_SHRINK` on the first fine-tune of a trained
-            model (`auto_shrink`), else None.
+            MLP (`auto_shrink`), else None.
         calibration_data: if given, EBOPs are computed exactly on it after each epoch
             (`CalibratedBOPs`) instead of the free estimate of the last training step.
             With ``target_ebops`` and no ``calibration_data``, ``x`` is used: the budget
@@ -271,9 +272,12 @@ AUTO_SHRINK_MIN_GROWTH = 1.5  # trained benchmark models: 2.1-4.2x; a fresh kern
 
 def auto_shrink(model, epochs):
     """``shrink="auto"``: `AUTO_SHRINK` when this is the model's first fine-tune (``finetune`` compiles it), the run
-    has at least `AUTO_SHRINK_MIN_EPOCHS` epochs and some trainable kernel has grown past `AUTO_SHRINK_MIN_GROWTH`
+    has at least `AUTO_SHRINK_MIN_EPOCHS` epochs, the model has no convolution (the shrink cost the conv nets
+    measured accuracy, and helped every MLP) and some trainable kernel has grown past `AUTO_SHRINK_MIN_GROWTH`
     times its Glorot size (a trained model, not a fresh initialisation); else None."""
     if model.compiled or int(epochs) < AUTO_SHRINK_MIN_EPOCHS:
+        return None
+    if any(isinstance(layer, HConvBase) for layer in h_layers(model)):
         return None
     growth = max(relative_weight_steps(model).values(), default=1.0)
     return AUTO_SHRINK if growth > AUTO_SHRINK_MIN_GROWTH else None
