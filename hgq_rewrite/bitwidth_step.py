@@ -170,6 +170,7 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
         for v in packed:
             by_dtype.setdefault(v.dtype, []).append(v)
         self._packs = [BitwidthPack(self, group) for group in by_dtype.values()]
+        self._packed_indices = {i for pack in self._packs for i in pack.indices}
 
     def apply(self, grads, trainable_variables=None):
         self._step_sizes = {}  # Adam's step size of this step, per (dtype, learning rate scale)
@@ -181,11 +182,10 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._packs:
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        packed_indices = {i for pack in self._packs for i in pack.indices}
         packed, rest = {}, []
         for grad, variable in zip(grads, trainable_variables):
             index = self._get_variable_index(variable)
-            if index in packed_indices:
+            if index in self._packed_indices:
                 packed[index] = grad
             else:
                 rest.append((grad, variable))

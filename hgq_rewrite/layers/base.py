@@ -118,7 +118,7 @@ class HLayerBase(BitMapMixin, keras.layers.Layer):
 
     @property
     def beta(self):
-        return float(ops.convert_to_numpy(self._beta_ebops[0])) if self.built else self._beta_init
+        return float(ops.convert_to_numpy(self._beta_ebops)[0]) if self.built else self._beta_init
 
     @beta.setter
     def beta(self, value):
