@@ -20,6 +20,7 @@ stack) for the float-side steps only. Run::
 
 import argparse
 import cProfile
+import datetime
 import gc
 import json
 import os
@@ -37,6 +38,7 @@ import keras  # noqa: E402
 
 import hgq_rewrite as hr  # noqa: E402
 from bench_quantize import chain  # noqa: E402
+from epoch_cost import git_commit  # noqa: E402
 
 GROUPS = (
     ("hgq_rewrite/rewrite/handlers/", "handlers"),
@@ -141,6 +143,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "rewrite_cost.json"))
     args = ap.parse_args()
     out = {}
+    load_before = os.getloadavg()
 
     def target():
         out["rows"] = run(args.sizes, args.profile_max, args.rounds)
@@ -152,7 +155,9 @@ def main():
     result = {"what": "quantize(model, beta=1e-6) / keras.models.clone_model(model), Dense(8)-BatchNorm-ReLU chain, "
                       f"median of {args.rounds} alternating runs each, TF CPU, 2 shared cores",
               "command": " ".join(["python", *sys.argv]), "backend": keras.config.backend(),
-              "keras": keras.__version__, "rows": out["rows"]}
+              "keras": keras.__version__, "commit": git_commit(os.path.dirname(HERE)),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]}, "rows": out["rows"]}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wrote {args.out}")
