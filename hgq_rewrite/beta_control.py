@@ -19,10 +19,16 @@
   Below the target beta falls linearly, to ``beta_min`` at ``band`` (20 %) under it: bits grow
   back only from the task loss, which a slowly shrinking penalty holds down for many epochs
   (the budget was left 10-15 % unspent); ``band=None`` keeps the log-space rule on both sides.
+  ``band=0`` switches the penalty off (beta 0) for every epoch after one that ended under the target.
+  ``band="auto"`` (default) is 0 for a model with a convolution and 0.2 otherwise: a model that fits
+  its training set (the benchmarks' two CNNs) gets no bits back from its task loss, and under any
+  beta > 0 its EBOPs kept falling 10-18 % under the budget, while an MLP whose loss still asks for
+  bits grows them back within an epoch at beta 0 and swings around the budget
+  (``benchmarks/controller_rules.py``, docs/training_engine.md).
 
 The rule is deterministic: the same EBOPs give the same betas. Defaults (`DEFAULTS`):
 ``beta_init=None`` (auto, ``init_fraction=0.05``), ``beta_min=1e-9``, ``beta_max=1e-2``, ``gain=1.0``, ``kp=0.5``,
-``band=0.2``, ``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none),
+``band="auto"``, ``warmup=5`` epochs (capped at a quarter of the fit's epochs, so a 2-epoch fit has none),
 ``lead=0`` (``lead > 0`` acts on ``e + lead * (e - e_previous)``, the error expected that many epochs ahead).
 The value applied in each epoch is logged as ``beta`` and kept in ``values``.
 """
@@ -34,13 +40,15 @@ from numbers import Integral, Real
 
 import keras
 
+from .layers.conv import has_convolution
 from .layers.links import link_model
 from .schedules import set_beta
 from .trace import h_layers
 
 _FALLBACK_INIT = 1e-6
 DEFAULTS = {"beta_init": None, "init_fraction": 0.05, "beta_min": 1e-9, "beta_max": 1e-2, "gain": 1.0, "kp": 0.5,
-            "band": 0.2, "warmup": 5, "lead": 0.0}
+            "band": "auto", "warmup": 5, "lead": 0.0}
+AUTO_BAND = 0.2  # band="auto" for a model without a convolution (one with a convolution: 0)
 
 
 def _positive(value, what):
@@ -60,23 +68,42 @@ def log_error(ebops, target):
 
 
 def control_step(log_beta, ebops, target, *, gain=DEFAULTS["gain"], kp=DEFAULTS["kp"],
-                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"], band=DEFAULTS["band"],
+                 beta_min=DEFAULTS["beta_min"], beta_max=DEFAULTS["beta_max"], band=AUTO_BAND,
                  lead=DEFAULTS["lead"], previous_error=None):
     """One control step: ``(new integral state log_beta, beta for the next epoch)``.
 
     ``lead`` > 0 acts on the error expected ``lead`` epochs ahead, ``e + lead * (e - previous_error)``,
-    instead of ``e``: falling EBOPs ease beta off before they cross the target.
+    instead of ``e``: falling EBOPs ease beta off before they cross the target. ``band`` is a number
+    (0: beta 0 under the target) or None, not ``"auto"`` (`resolve_band`).
     """
     lo, hi = math.log(beta_min), math.log(beta_max)
     error = log_error(ebops, target)
     if previous_error is not None:
         error += lead * (error - previous_error)
     log_beta = min(max(log_beta + gain * error, lo), hi)
+    if error < 0 and band == 0:
+        return log_beta, 0.0
     if error < 0 and band is not None:
         beta = math.exp(log_beta) * max(1.0 + error / band, 0.0)
     else:
         beta = math.exp(log_beta + kp * error)
     return log_beta, min(max(beta, beta_min), beta_max)
+
+
+def resolve_band(band, model):
+    """``band`` as `control_step` takes it: ``"auto"`` is 0 for a model with a convolution, else `AUTO_BAND`."""
+    if band != "auto":
+        return band
+    return 0.0 if has_convolution(model) else AUTO_BAND
+
+
+def check_band(band, what="band"):
+    """``band`` if it is ``"auto"``, None or a finite number >= 0, else ValueError naming ``what``."""
+    if band is None or band == "auto":
+        return band
+    if isinstance(band, bool) or not isinstance(band, Real) or not math.isfinite(band) or band < 0:
+        raise ValueError(f"{what} must be 'auto', None or a finite number >= 0, got {band!r}.")
+    return float(band)
 
 
 def warmup_epochs(warmup, epochs):
@@ -98,7 +125,8 @@ class BetaController(keras.callbacks.Callback):
         gain: integral gain on ``log(EBOPs / target)`` per epoch.
         kp: proportional gain (0 for a pure integral controller) above the target.
         band: below the target, beta falls linearly to ``beta_min`` at this fraction under it
-            (log scale); None: ``kp`` on both sides.
+            (log scale); 0: beta 0 under the target; None: ``kp`` on both sides; ``"auto"``: 0 for a
+            model with a convolution, else 0.2.
         warmup: warm-up epochs (capped at a quarter of the fit's epochs).
         lead: act on the error expected this many epochs ahead from its last change (0: the error now).
         ebops_key: the logged EBOPs (``bops``).
@@ -125,7 +153,8 @@ class BetaController(keras.callbacks.Callback):
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"BetaController: {name} must be a finite number >= 0, got {value!r}.")
         self.gain, self.kp, self.lead = float(gain), float(kp), float(lead)
-        self.band = None if band is None else _positive(band, "BetaController: band")
+        self.band = check_band(band, "BetaController: band")
+        self._band = AUTO_BAND if self.band == "auto" else self.band  # resolved for the model in set_model
         if isinstance(warmup, bool) or not isinstance(warmup, Integral) or warmup < 0:
             raise ValueError(f"BetaController: warmup must be an integer >= 0, got {warmup!r}.")
         self.warmup = int(warmup)
@@ -143,6 +172,7 @@ class BetaController(keras.callbacks.Callback):
         link_model(model)
         if not h_layers(model):
             raise ValueError(f"BetaController: model {model.name!r} has no H-layers whose beta could be set.")
+        self._band = resolve_band(self.band, model)
 
     def on_train_begin(self, logs=None):
         self.beta_init = self._given_init
@@ -187,6 +217,6 @@ class BetaController(keras.callbacks.Callback):
             self.next_beta = self.beta_init
         self.log_beta, self.next_beta = control_step(
             self.log_beta, ebops, self.target, gain=self.gain, kp=self.kp, beta_min=self.beta_min,
-            beta_max=self.beta_max, band=self.band, lead=self.lead, previous_error=self.previous_error,
+            beta_max=self.beta_max, band=self._band, lead=self.lead, previous_error=self.previous_error,
         )
         self.previous_error = log_error(ebops, self.target)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from hgq_rewrite.beta_control import DEFAULTS, BetaController, control_step, warmup_epochs
+from hgq_rewrite.beta_control import AUTO_BAND, DEFAULTS, BetaController, control_step, warmup_epochs
 from hgq_rewrite.cli import main
 from hgq_rewrite.finetune import Front, finetune
 from hgq_rewrite.layers import HDense, HQuantize
@@ -75,6 +75,37 @@ def test_controller_below_target_lowers_beta_linearly_to_beta_min_across_the_ban
     assert control_step(log_b, 2000.0, 1000.0, band=0.2) == control_step(log_b, 2000.0, 1000.0, band=None)
 
 
+def test_band_zero_switches_the_penalty_off_under_the_target():
+    """band=0: any epoch under the target gives beta 0 (not beta_min) for the next; the integral state still
+    follows the error, and above the target the rule is the usual one."""
+    log_b = math.log(1e-6)
+    state, beta = control_step(log_b, 990.0, 1000.0, gain=1.0, band=0.0, beta_min=1e-9)
+    assert beta == 0.0 and state == pytest.approx(log_b + math.log(0.99))
+    assert control_step(log_b, 2000.0, 1000.0, band=0.0) == control_step(log_b, 2000.0, 1000.0, band=0.2)
+
+
+def test_band_auto_is_zero_for_a_model_with_a_convolution():
+    """The default band resolves per model: 0 with a convolution (nested ones too), AUTO_BAND without."""
+    from hgq_rewrite.layers import HConv2D
+
+    assert DEFAULTS["band"] == "auto"
+    dense = BetaController(1000.0)
+    dense.set_model(mlp())
+    assert dense._band == AUTO_BAND
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 1))
+    h = HQuantize(name="q")(inp)
+    h = keras.layers.Flatten()(HConv2D(2, 3, name="c")(h))
+    inner = keras.Model(inp, HDense(3, name="d")(h), name="inner")
+    outer = keras.Model(inp, inner(inp), name="outer")
+    conv = BetaController(1000.0)
+    conv.set_model(outer)
+    assert conv._band == 0.0
+    given = BetaController(1000.0, band=0.1)
+    given.set_model(outer)
+    assert given._band == 0.1
+
+
 def test_warmup_ramp_then_control():
     assert warmup_epochs(5, 40) == 5 and warmup_epochs(5, 8) == 2 and warmup_epochs(5, 2) == 0
     ctl = BetaController(1000.0, beta_init=1e-6, beta_min=1e-9, warmup=3, kp=0.0)
@@ -90,7 +121,8 @@ def test_warmup_ramp_then_control():
 def test_controller_arguments_checked():
     for kwargs in ({"target": 0}, {"target": -5}, {"target": float("nan")},
                    {"target": 10, "beta_min": 1, "beta_max": 1e-3},
-                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}, {"target": 10, "band": 0},
+                   {"target": 10, "gain": -1}, {"target": 10, "warmup": 1.5}, {"target": 10, "band": -0.1},
+                   {"target": 10, "band": "wide"}, {"target": 10, "band": True},
                    {"target": 10, "lead": -1}):
         with pytest.raises(ValueError):
             BetaController(**kwargs)

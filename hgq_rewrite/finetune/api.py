@@ -15,7 +15,7 @@ from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, check_scale, relative_wei
 from ..callbacks import CalibratedBOPs, FreeBOPs, NonFiniteLossError, ResetMinMax, StopOnNonFiniteLoss
 from ..compat.keras_private import compile_state, restore_compile_state
 from ..inputs import as_arrays, model_inputs, pack
-from ..layers.conv import HConvBase
+from ..layers.conv import has_convolution
 from ..layers.links import link_model
 from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
@@ -277,7 +277,7 @@ def auto_shrink(model, epochs):
     times its Glorot size (a trained model, not a fresh initialisation); else None."""
     if model.compiled or int(epochs) < AUTO_SHRINK_MIN_EPOCHS:
         return None
-    if any(isinstance(layer, HConvBase) for layer in h_layers(model)):
+    if has_convolution(model):
         return None
     growth = max(relative_weight_steps(model).values(), default=1.0)
     return AUTO_SHRINK if growth > AUTO_SHRINK_MIN_GROWTH else None

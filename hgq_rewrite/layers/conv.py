@@ -146,3 +146,10 @@ class HConv1DBatchNorm(FoldedBatchNormMixin, HConv1D):
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class HConv2DBatchNorm(FoldedBatchNormMixin, HConv2D):
     """HConv2D with a BatchNormalization folded into kernel and bias."""
+
+
+def has_convolution(model):
+    """True if ``model`` (nested models included) has a convolutional H-layer."""
+    from .links import walk_layers
+
+    return any(isinstance(layer, HConvBase) for layer in walk_layers(model))
