@@ -85,25 +85,29 @@ def test_band_zero_switches_the_penalty_off_under_the_target():
 
 
 def test_band_auto_is_zero_for_a_model_with_a_convolution():
-    """The default band resolves per model: 0 with a convolution (nested ones too), AUTO_BAND without."""
+    """The default band resolves per model: after an epoch under the target a model with a convolution
+    (nested ones too) gets beta 0, one without gets the 0.2 band; a given band is kept."""
     from hgq_rewrite.layers import HConv2D
 
-    assert DEFAULTS["band"] == "auto"
-    dense = BetaController(1000.0)
-    dense.set_model(mlp())
-    assert dense._band == AUTO_BAND
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 6, 1))
     h = HQuantize(name="q")(inp)
     h = keras.layers.Flatten()(HConv2D(2, 3, name="c")(h))
     inner = keras.Model(inp, HDense(3, name="d")(h), name="inner")
-    outer = keras.Model(inp, inner(inp), name="outer")
-    conv = BetaController(1000.0)
-    conv.set_model(outer)
-    assert conv._band == 0.0
-    given = BetaController(1000.0, band=0.1)
-    given.set_model(outer)
-    assert given._band == 0.1
+    conv_model = keras.Model(inp, inner(inp), name="outer")
+
+    def beta_after_an_epoch_under_the_target(model, **options):
+        ctl = BetaController(1000.0, beta_init=1e-6, warmup=0, **options)
+        ctl.set_model(model)
+        ctl.params = {"epochs": 10}
+        ctl.on_epoch_end(0, {"bops": 950.0})
+        return ctl.beta_at(1)
+
+    assert DEFAULTS["band"] == "auto"
+    assert beta_after_an_epoch_under_the_target(conv_model) == 0.0
+    dense = beta_after_an_epoch_under_the_target(mlp())
+    assert dense == pytest.approx(control_step(math.log(1e-6), 950.0, 1000.0, band=AUTO_BAND)[1]) and dense > 0
+    assert beta_after_an_epoch_under_the_target(conv_model, band=0.1) > 0
 
 
 def test_warmup_ramp_then_control():

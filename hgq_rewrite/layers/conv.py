@@ -7,6 +7,7 @@ from keras import ops
 
 from .batchnorm import FoldedBatchNormMixin
 from .kernel_base import HKernelLayer
+from .links import walk_layers
 
 
 def _tuple(value, rank, what, layer):
@@ -150,6 +151,4 @@ class HConv2DBatchNorm(FoldedBatchNormMixin, HConv2D):
 
 def has_convolution(model):
     """True if ``model`` (nested models included) has a convolutional H-layer."""
-    from .links import walk_layers
-
     return any(isinstance(layer, HConvBase) for layer in walk_layers(model))
