@@ -31,6 +31,7 @@ sys.path.insert(0, HERE)
 import keras  # noqa: E402
 
 import harness as H  # noqa: E402
+from engine_ablation import append_run, hgq2_rows  # noqa: E402
 from run import FULL, load  # noqa: E402
 
 GATE_OFF_ABOVE = math.log(1.1)  # adaptive_gate: a beta-0 epoch ending this far over the target ends the gating
@@ -68,8 +69,7 @@ class UnderTargetGate(keras.callbacks.Callback):
 def targets_of(task):
     """{(seed, beta): HGQ2-N's EBOPs} from the engine ablation's hgq2 rows."""
     path = os.path.join(HERE, "results", f"lr_decay_and_band_{task}.json")
-    return {(r["seed"], r["beta"]): r["ebops"] for run in json.load(open(path))["runs"] for r in run["rows"]
-            if r["variant"] == "hgq2"}
+    return {key: row["ebops"] for key, row in hgq2_rows(path, task).items()}
 
 
 def run_rule(rule, float_m, data, beta, target, cfg, lr, seed):
@@ -145,10 +145,7 @@ def main(argv=None):
                 print(f"{args.task} seed {seed} beta={beta:g} {rule}: acc {r['test_accuracy']:.4f} chosen {chosen} "
                       f"last {r['last_over_target']:.3f} ({r['train_s']:.0f}s)", flush=True)
     if args.out:
-        old = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
-        old["runs"].append({"task": args.task, "argv": sys.argv[1:], "rows": rows})
-        with open(args.out, "w") as f:
-            json.dump(old, f, indent=1)
+        append_run(args.out, args.task, rows)
         print(report(args.out))
 
 

@@ -112,6 +112,20 @@ def run_variant(name, task, float_m, data, beta, cfg, lr, seed, workdir, target=
     return out
 
 
+def hgq2_rows(path, task):
+    """``{(seed, beta): row}``: the hgq2 rows of ``task`` in an ``--out`` file."""
+    return {(r["seed"], r["beta"]): r for run in json.load(open(path))["runs"] if run["task"] == task
+            for r in run["rows"] if r["variant"] == "hgq2"}
+
+
+def append_run(path, task, rows):
+    """Add one run (``task``, this command's arguments, ``rows``) to the JSON file ``path`` (created if needed)."""
+    old = json.load(open(path)) if os.path.exists(path) else {"runs": []}
+    old["runs"].append({"task": task, "argv": sys.argv[1:], "rows": rows})
+    with open(path, "w") as f:
+        json.dump(old, f, indent=1)
+
+
 def summarize(rows):
     """Mean accuracy and EBOPs over seeds, per (beta, variant)."""
     groups = {}
@@ -173,11 +187,7 @@ def main(argv=None):
         return
     if args.target_hgq2 and not (args.hgq2 or args.reuse_hgq2):
         p.error("--target-hgq2 needs --hgq2 or --reuse-hgq2")
-    reused = {}
-    if args.reuse_hgq2:
-        for run in json.load(open(args.reuse_hgq2))["runs"]:
-            if run["task"] == args.task:
-                reused.update({(r["seed"], r["beta"]): r for r in run["rows"] if r["variant"] == "hgq2"})
+    reused = hgq2_rows(args.reuse_hgq2, args.task) if args.reuse_hgq2 else {}
 
     cfg, lr = FULL["tasks"][args.task], FULL["lr"]
     settings = {"max_train": None, "max_test": None}
@@ -217,10 +227,7 @@ def main(argv=None):
                           + (f" target ratio {r['ebops'] / target:.2f}" if target else ""), flush=True)
     summarize(rows)
     if args.out:
-        old = json.load(open(args.out)) if os.path.exists(args.out) else {"runs": []}
-        old["runs"].append({"task": args.task, "argv": sys.argv[1:], "rows": rows})
-        with open(args.out, "w") as f:
-            json.dump(old, f, indent=1)
+        append_run(args.out, args.task, rows)
 
 
 if __name__ == "__main__":
