@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import harness as H  # noqa: E402
 from data import LOADERS  # noqa: E402
-from report import ROWS, deployed_accuracy, markdown, plot_task  # noqa: E402
+from report import OURS, ROWS, TARGET_ROWS, deployed_accuracy, markdown, plot_task  # noqa: E402
 from scaling import run_scaling  # noqa: E402
 
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -156,7 +156,7 @@ def run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch, target
     n, bs, lr = cfg["epochs"], cfg["batch_size"], settings["lr"]
     r = {}
     try:
-        if row in ("ours", "ours_target"):
+        if row in OURS:
             model, r["train"] = H.train_ours(task, float_m, data, beta, n, bs, lr, seed, target=target)
         else:
             epochs = 4 * n if row == "hgq2_4x" else n
@@ -204,14 +204,15 @@ def run_task(task, settings, scratch, speed=True):
                     runs[f"{row}@{beta:g}"] = reused[f"{row}@{beta:g}"]
                     continue
                 target = None
-                if row == "ours_target":
-                    target = runs.get(f"hgq2@{beta:g}", {}).get("export", {}).get("ebops")
-                    if not target:
+                if row in TARGET_ROWS:
+                    hgq2_ebops = runs.get(f"hgq2@{beta:g}", {}).get("export", {}).get("ebops")
+                    if not hgq2_ebops:
                         continue  # no HGQ2 budget to aim at
+                    target = TARGET_ROWS[row] * hgq2_ebops
                 runs[f"{row}@{beta:g}"] = run_row(row, task, float_m, data, beta, cfg, settings, seed, scratch,
                                                   target)
             keras.backend.clear_session()
-        if speed and seed == settings["seeds"][0]:
+        if speed and settings["speed_rounds"] and seed == settings["seeds"][0]:
             log(f"{task}: speed, {settings['speed_rounds']} interleaved rounds of one epoch per model")
             try:
                 result["speed"] = H.measure_speed(task, float_m, data, settings["speed_beta"], cfg["batch_size"],
@@ -244,9 +245,10 @@ def reused_runs(path, settings):
                              f"{settings.get(key)!r}; rerun the HGQ2 rows instead (no --reuse).")
     out = {}
     for task, cfg in settings["tasks"].items():
-        if old_settings["tasks"].get(task) != cfg:
-            raise SystemExit(f"--reuse {path}: task {task!r} ran with {old_settings['tasks'].get(task)}, this run "
-                             f"uses {cfg}; rerun its HGQ2 rows instead.")
+        old_cfg = old["tasks"].get(task, {}).get("config")  # per task: a merged file holds several runs' tasks
+        if old_cfg != cfg:
+            raise SystemExit(f"--reuse {path}: task {task!r} ran with {old_cfg}, this run uses {cfg}; rerun its "
+                             "HGQ2 rows instead.")
         for seed in settings["seeds"]:
             runs = old["tasks"][task]["seeds"].get(str(seed), {}).get("runs", {})
             keys = [f"{row}@{beta:g}" for row in REUSABLE_ROWS if row in settings["rows"] for beta in settings["betas"]]
@@ -292,7 +294,7 @@ def main(argv=None):
     parser.add_argument("--tasks", nargs="*", choices=list(LOADERS), help="only these tasks")
     parser.add_argument("--betas", nargs="+", type=float, help="override the beta sweep")
     parser.add_argument("--seeds", nargs="+", type=int, help="override the seeds")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="only these rows (ours_target needs hgq2)")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="only these rows (the target rows need hgq2)")
     parser.add_argument("--jobs", type=int, default=1, help="tasks run in this many worker processes")
     parser.add_argument("--no-compile", action="store_true", help="convert only (EBOPs), no bit-exact check")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling section")
@@ -300,9 +302,10 @@ def main(argv=None):
     parser.add_argument("--report", metavar="JSON", help="only rewrite the markdown and plots of a results JSON")
     parser.add_argument("--reuse", metavar="JSON",
                         help="take the HGQ2 rows (hgq2, hgq2_4x, hgq2_float) of an earlier results JSON with the "
-                             "same settings instead of training them again; ours and ours_target are trained")
+                             "same settings instead of training them again; our rows are trained")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="merge the tasks of several results JSONs (runs split by --tasks) into --out")
+                        help="merge several results JSONs (runs split by --tasks, or by --rows) into --out")
+    parser.add_argument("--no-speed", action="store_true", help="skip the interleaved speed measurement")
     args = parser.parse_args(argv)
     if args.merge:
         merged = merge_results(args.merge)
@@ -327,7 +330,9 @@ def main(argv=None):
     if args.rows:
         settings["rows"] = args.rows
     if args.no_compile:
-        settings["compile_tasks"] = []
+        settings["compile_rows"] = []
+    if args.no_speed:
+        settings["speed_rounds"] = 0
     notes = []
     if args.reuse:
         settings["reused_runs"] = reused_runs(args.reuse, settings)
@@ -367,7 +372,9 @@ def main(argv=None):
 
 
 def merge_results(paths):
-    """One results dict from runs of disjoint tasks: their tasks, speeds and commands together."""
+    """One results dict from several runs: their tasks, speeds and commands together. A task in more
+    than one run takes the rows of each (a run key both hold must be the same run: a reused HGQ2 row);
+    its float records and speed are those of the first run that has it."""
     runs = []
     for path in paths:
         with open(path) as f:
@@ -376,12 +383,26 @@ def merge_results(paths):
     merged["meta"]["command"] = " ; ".join(r["meta"]["command"] for r in runs)
     merged["meta"]["versions"]["hgq_rewrite"] = ", ".join(r["meta"]["versions"]["hgq_rewrite"] for r in runs)
     merged["meta"]["settings_summary"] = " | ".join(r["meta"]["settings_summary"] for r in runs)
-    for r in runs[1:]:
-        for key in ("tasks", "speed"):
-            clash = set(merged[key]) & set(r[key])
-            if clash:
-                raise ValueError(f"--merge: task(s) {sorted(clash)} appear in more than one results file")
-            merged[key].update(r[key])
+    for path, r in zip(paths[1:], runs[1:]):
+        for task, task_result in r["tasks"].items():
+            if task not in merged["tasks"]:
+                merged["tasks"][task] = task_result
+                merged["speed"][task] = r["speed"][task]
+                continue
+            added = set()
+            for seed, part in task_result["seeds"].items():
+                runs_so_far = merged["tasks"][task]["seeds"].setdefault(seed, dict(part, runs={}))["runs"]
+                for key, run in part["runs"].items():
+                    if key in runs_so_far and runs_so_far[key] != run:
+                        raise ValueError(f"--merge: {path} has another run {key!r} of task {task!r}, seed {seed}; "
+                                         "merge runs of different tasks or rows")
+                    added |= set() if key in runs_so_far else {key.split("@")[0]}
+                    runs_so_far[key] = run
+            floats = [s["float"]["test_accuracy"] for s in task_result["seeds"].values()]
+            merged["notes"].append(
+                f"{task}: rows {', '.join(sorted(added))} come from {os.path.basename(path)} ({r['meta']['date']}), "
+                f"fine-tuned from float models trained again with the same recipe and seeds (test accuracy "
+                f"{', '.join(f'{a:.4f}' for a in floats)}).")
         merged["notes"] += r.get("notes", [])
     merged["total_s"] = sum(r.get("total_s", 0) for r in runs)
     return merged
