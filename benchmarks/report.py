@@ -18,6 +18,7 @@ ROWS = {
 }
 TARGET_ROWS = {"ours_target": 1.0, "ours_target80": 0.8}  # row: its budget as a multiple of HGQ2-N's EBOPs
 OURS = ("ours", *TARGET_ROWS)
+ALL_OURS = "ours, all rows"  # the verdict of every run of our rows together (more runs per seed than theirs)
 ACC_MARGIN, EBOPS_RATIO = 0.005, 0.8
 
 
@@ -83,17 +84,22 @@ def compare(ours, theirs):
 
 
 def front_verdicts(task_result):
-    """``{our row: {their row: {"mean": compare(...), "seeds_dominated": k, "seeds": n}}}``."""
+    """``{our row: {their row: {"mean": compare(...), "seeds_dominated": k, "seeds": n}}}``; with more than
+    one of our rows, also `ALL_OURS`: the points of every one of our rows taken together."""
     verdicts = {}
     rows = {row for seed in task_result["seeds"].values() for row in (k.split("@")[0] for k in seed["runs"])}
-    for ours in [r for r in OURS if r in rows]:
-        verdicts[ours] = {}
+    ours_rows = [r for r in OURS if r in rows]
+    groups = {r: [r] for r in ours_rows}
+    if len(ours_rows) > 1:
+        groups[ALL_OURS] = ours_rows
+    for name, group in groups.items():
+        verdicts[name] = {}
         for theirs in [r for r in ("hgq2", "hgq2_4x", "hgq2_float") if r in rows]:
-            mean = compare(mean_points(task_result, ours), mean_points(task_result, theirs))
-            per_seed = [compare([p for v in seed_points(task_result, ours, s).values() for p in v],
+            mean = compare([p for r in group for p in mean_points(task_result, r)], mean_points(task_result, theirs))
+            per_seed = [compare([p for r in group for v in seed_points(task_result, r, s).values() for p in v],
                                 [p for v in seed_points(task_result, theirs, s).values() for p in v])
                         for s in task_result["seeds"]]
-            verdicts[ours][theirs] = {"mean": mean, "seeds_dominated": sum(v["dominates"] for v in per_seed),
+            verdicts[name][theirs] = {"mean": mean, "seeds_dominated": sum(v["dominates"] for v in per_seed),
                                       "seeds": len(per_seed)}
     return verdicts
 
@@ -262,17 +268,18 @@ def markdown(results, plots):
                                  f"{_f(exp.get('compile_s'), '.1f')} | {_f(exp.get('hls_test_accuracy'), '.4f')} |")
     lines.append("")
 
-    lines += ["## Scaling (chain models: Dense → BatchNorm → ReLU repeated)", "",
-              "One run per step; the recursion limit is raised to n + 1000 (Keras itself needs it to build "
-              "models of 1,000+ layers).", "",
-              "| float layers | explain s | quantize s | trace_minmax s | to_proxy_model s | hls4ml convert s | "
-              "hls4ml compile s |", "|---|---|---|---|---|---|---|"]
-    for row in results.get("scaling", []):
-        cells = [row.get(k) for k in ("explain_s", "quantize_s", "trace_minmax_s", "to_proxy_model_s",
-                                      "hls4ml_convert_s", "hls4ml_compile_s")]
-        extra = f" (error: {row['error'][:100]})" if "error" in row else ""
-        lines.append(f"| {row['layers']}{extra} | " + " | ".join(_f(c, ".3f") for c in cells) + " |")
-    lines.append("")
+    if results.get("scaling"):
+        lines += ["## Scaling (chain models: Dense → BatchNorm → ReLU repeated)", "",
+                  "One run per step; the recursion limit is raised to n + 1000 (Keras itself needs it to build "
+                  "models of 1,000+ layers).", "",
+                  "| float layers | explain s | quantize s | trace_minmax s | to_proxy_model s | hls4ml convert s | "
+                  "hls4ml compile s |", "|---|---|---|---|---|---|---|"]
+        for row in results["scaling"]:
+            cells = [row.get(k) for k in ("explain_s", "quantize_s", "trace_minmax_s", "to_proxy_model_s",
+                                          "hls4ml_convert_s", "hls4ml_compile_s")]
+            extra = f" (error: {row['error'][:100]})" if "error" in row else ""
+            lines.append(f"| {row['layers']}{extra} | " + " | ".join(_f(c, ".3f") for c in cells) + " |")
+        lines.append("")
     if results.get("notes"):
         lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(lines)
