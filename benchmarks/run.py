@@ -385,27 +385,34 @@ def merge_results(paths):
     merged["meta"]["settings_summary"] = " | ".join(r["meta"]["settings_summary"] for r in runs)
     for path, r in zip(paths[1:], runs[1:]):
         for task, task_result in r["tasks"].items():
-            if task not in merged["tasks"]:
+            if task in merged["tasks"]:
+                _merge_rows(merged, task, task_result, path, r["meta"]["date"])
+            else:
                 merged["tasks"][task] = task_result
                 merged["speed"][task] = r["speed"][task]
-                continue
-            added = set()
-            for seed, part in task_result["seeds"].items():
-                runs_so_far = merged["tasks"][task]["seeds"].setdefault(seed, dict(part, runs={}))["runs"]
-                for key, run in part["runs"].items():
-                    if key in runs_so_far and runs_so_far[key] != run:
-                        raise ValueError(f"--merge: {path} has another run {key!r} of task {task!r}, seed {seed}; "
-                                         "merge runs of different tasks or rows")
-                    added |= set() if key in runs_so_far else {key.split("@")[0]}
-                    runs_so_far[key] = run
-            floats = [s["float"]["test_accuracy"] for s in task_result["seeds"].values()]
-            merged["notes"].append(
-                f"{task}: rows {', '.join(sorted(added))} come from {os.path.basename(path)} ({r['meta']['date']}), "
-                f"fine-tuned from float models trained again with the same recipe and seeds (test accuracy "
-                f"{', '.join(f'{a:.4f}' for a in floats)}).")
         merged["notes"] += r.get("notes", [])
     merged["total_s"] = sum(r.get("total_s", 0) for r in runs)
     return merged
+
+
+def _merge_rows(merged, task, task_result, path, date):
+    """Add the runs of ``task_result`` (from results file ``path``) to ``merged``'s result of the same task;
+    a run key both hold must be the same run (a reused HGQ2 row)."""
+    added = set()
+    for seed, part in task_result["seeds"].items():
+        runs_so_far = merged["tasks"][task]["seeds"].setdefault(seed, dict(part, runs={}))["runs"]
+        for key, run in part["runs"].items():
+            if key in runs_so_far and runs_so_far[key] != run:
+                raise ValueError(f"--merge: {path} has another run {key!r} of task {task!r}, seed {seed}; "
+                                 "merge runs of different tasks or rows")
+            added |= set() if key in runs_so_far else {key.split("@")[0]}
+            runs_so_far[key] = run
+    if added:
+        floats = [s["float"]["test_accuracy"] for s in task_result["seeds"].values()]
+        merged["notes"].append(
+            f"{task}: rows {', '.join(sorted(added))} come from {os.path.basename(path)} ({date}), fine-tuned from "
+            f"float models trained again with the same recipe and seeds (test accuracy "
+            f"{', '.join(f'{a:.4f}' for a in floats)}).")
 
 
 def _merge_seed(task_result, part, settings):
