@@ -17,7 +17,6 @@ per (task, seed); every rule fine-tunes a rewrite of it. Recorded per run: test 
 member, its EBOPs / target and the last epoch's, every epoch's EBOPs and beta.
 """
 
-import argparse
 import json
 import math
 import os
@@ -31,7 +30,7 @@ sys.path.insert(0, HERE)
 import keras  # noqa: E402
 
 import harness as H  # noqa: E402
-from engine_ablation import append_run, hgq2_rows  # noqa: E402
+from engine_ablation import append_run, hgq2_rows, sweep_parser  # noqa: E402
 from run import FULL, load  # noqa: E402
 
 GATE_OFF_ABOVE = math.log(1.1)  # adaptive_gate: a beta-0 epoch ending this far over the target ends the gating
@@ -117,10 +116,7 @@ def report(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="digits8", choices=list(FULL["tasks"]))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--betas", type=float, nargs="+", default=[1e-6, 1e-5, 1e-4])
+    p = sweep_parser(__doc__, "digits8", [0, 1, 2], [1e-6, 1e-5, 1e-4])
     p.add_argument("--rules", nargs="+", default=["band", "gate", "adaptive_gate"],
                    choices=["band", "gate", "adaptive_gate"])
     p.add_argument("--out", help="JSON file for the results (appended to when it exists)")

@@ -164,11 +164,17 @@ def report(path):
     return "\n".join(lines)
 
 
+def sweep_parser(doc, task, seeds, betas):
+    """The arguments every sweep script here takes: ``--task``, ``--seeds``, ``--betas`` (with these defaults)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default=task, choices=list(FULL["tasks"]))
+    p.add_argument("--seeds", type=int, nargs="+", default=seeds)
+    p.add_argument("--betas", type=float, nargs="+", default=betas)
+    return p
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="mnist1d", choices=list(FULL["tasks"]))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--betas", nargs="+", type=float, default=[1e-4])
+    p = sweep_parser(__doc__, "mnist1d", [0], [1e-4])
     p.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
     p.add_argument("--target", type=float, nargs="+", help="finetune(target_ebops=...) per beta (beta then unused)")
     p.add_argument("--hgq2", action="store_true", help="also HGQ2 from scratch, N epochs (the reference)")
