@@ -69,8 +69,9 @@ VARIANTS = {
     # no bit-count regulariser (l1) beside beta, with the controller as it is or with lead 1
     "l1zero": {"quantize": {"config": _NO_L1}},
     "l1zero_lead1": {"quantize": {"config": _NO_L1}, "finetune": {"beta_control": {"lead": 1.0}}},
-    # a shorter warm-up before the controller acts (default 5 epochs): more epochs trained at the budget
+    # the controller's warm-up (default 2 epochs): every warm-up epoch is one fewer trained at the budget
     "warmup1": {"finetune": {"beta_control": {"warmup": 1}}},
+    "warmup5": {"finetune": {"beta_control": {"warmup": 5}}},  # the default before 2
     "warmup2": {"finetune": {"beta_control": {"warmup": 2}}},
 }
 

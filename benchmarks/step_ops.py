@@ -8,7 +8,9 @@ of the float model and of ours (``quantize`` of it, compiled as ``finetune`` doe
   split into the quantizers, the rest of the H-layers (bias grid, EBOPs estimate, loss term),
   the optimizer, and everything else;
 - JAX: the XLA fusions of the compiled step (each one kernel launch) and the state arrays passed
-  in and out of every step.
+  in and out of every step; and (``--rounds``) the time per step of the compiled step alone against
+  the time per step in ``fit``, interleaved, which splits the epoch into the step's own cost and
+  Keras' Python loop around it.
 
 Run on the current Keras backend::
 
@@ -23,7 +25,9 @@ import argparse
 import collections
 import os
 import re
+import statistics
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,7 +85,41 @@ def jax_step_ops(model, x, y, batch):
     return {"fusions": len(re.findall(r"= \S+ fusion\(", entry)), "state_arrays": sum(len(s) for s in state)}
 
 
-def measure(task, seed):
+def jax_step_times(models, x, y, batch, rounds):
+    """Per model, the median time per step (ms) of one epoch of batches (a) through the compiled train step
+    alone, the state threaded from step to step, and (b) through ``fit`` (the step plus Keras' Python loop:
+    the data iterator, the state handed in and out, callbacks), rounds interleaved."""
+    import jax
+
+    steps = len(x) // batch
+    batches = [(jax.numpy.asarray(x[i * batch:(i + 1) * batch]), jax.numpy.asarray(y[i * batch:(i + 1) * batch]))
+               for i in range(steps)]
+    compiled = {}
+    for name, model in models.items():
+        # copies: fit donates the variables' own buffers to its step
+        state = tuple([jax.numpy.array(v.value, copy=True) for v in variables] for variables in (
+            model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+            model.metrics_variables))
+        step = jax.jit(model.train_step)
+        state = jax.block_until_ready(step(state, batches[0]))[1]  # compiled here, not in the timing
+        compiled[name] = (step, state)
+    times = {name: {"compiled_step_ms": [], "fit_step_ms": []} for name in models}
+    for r in range(rounds):
+        for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
+            step, state = compiled[name]
+            t0 = time.perf_counter()
+            for data in batches:
+                _, state = step(state, data)
+            jax.block_until_ready(state)
+            compiled[name] = (step, state)
+            times[name]["compiled_step_ms"].append(1e3 * (time.perf_counter() - t0) / steps)
+            t0 = time.perf_counter()
+            models[name].fit(x[:steps * batch], y[:steps * batch], epochs=1, batch_size=batch, verbose=0)
+            times[name]["fit_step_ms"].append(1e3 * (time.perf_counter() - t0) / steps)
+    return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
+
+
+def measure(task, seed, rounds):
     x, y, _, _ = LOADERS[task](seed)
     batch = BATCH_SIZE[task]
     fm = float_model(task)
@@ -94,6 +132,9 @@ def measure(task, seed):
     for name, model in (("float", fm), ("ours", ours)):
         model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)  # builds the optimizer and metrics
         out[name] = count(model, x, y, batch)
+    if keras.config.backend() == "jax" and rounds:
+        for name, t in jax_step_times({"float": fm, "ours": ours}, x, y, batch, rounds).items():
+            out[name].update(t)
     return out
 
 
@@ -101,6 +142,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", nargs="+", default=list(BATCH_SIZE), choices=list(BATCH_SIZE))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="JAX: interleaved rounds timing the compiled step alone and fit (0: count only)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/step_ops_<backend>.json")
     args = ap.parse_args()
@@ -110,11 +153,15 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        run["tasks"][task] = r = measure(task, args.seed)
+        run["tasks"][task] = r = measure(task, args.seed, args.rounds)
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",
               flush=True)
+        if "compiled_step_ms" in r["ours"]:
+            print("  ms per step, float / ours: compiled step alone "
+                  f"{r['float']['compiled_step_ms']:.3f} / {r['ours']['compiled_step_ms']:.3f}, in fit "
+                  f"{r['float']['fit_step_ms']:.3f} / {r['ours']['fit_step_ms']:.3f}", flush=True)
     save_run(out, "size of one training step, float model vs ours: TF graph ops after grappler (by part), or "
                   "JAX XLA fusions and state arrays", args.label, run)
 
