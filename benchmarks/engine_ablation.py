@@ -71,8 +71,8 @@ VARIANTS = {
     "l1zero_lead1": {"quantize": {"config": _NO_L1}, "finetune": {"beta_control": {"lead": 1.0}}},
     # the controller's warm-up (default 2 epochs): every warm-up epoch is one fewer trained at the budget
     "warmup1": {"finetune": {"beta_control": {"warmup": 1}}},
-    "warmup5": {"finetune": {"beta_control": {"warmup": 5}}},  # the default before 2
     "warmup2": {"finetune": {"beta_control": {"warmup": 2}}},
+    "warmup5": {"finetune": {"beta_control": {"warmup": 5}}},  # the default before 2
 }
 
 

@@ -122,6 +122,16 @@ def test_warmup_ramp_then_control():
     assert ctl.log_beta == pytest.approx(math.log(1e-6)) and ctl.beta_at(4) == pytest.approx(1e-9)
 
 
+def test_default_warmup_is_two_epochs_then_control():
+    """A rewrite starts far above a tight budget: the controller acts from the third epoch, not the sixth."""
+    ctl = BetaController(1000.0, beta_init=1e-6, beta_min=1e-9, kp=0.0)
+    ctl.params = {"epochs": 20}
+    assert [ctl.beta_at(e) for e in range(2)] == pytest.approx([1e-9, math.sqrt(1e-9 * 1e-6)])
+    ctl.on_epoch_end(1, {"bops": 4000.0})  # last warm-up epoch: control starts from beta_init
+    assert ctl.beta_at(2) == pytest.approx(4e-6)
+    assert warmup_epochs(DEFAULTS["warmup"], 7) == 1 and warmup_epochs(DEFAULTS["warmup"], 3) == 0
+
+
 def test_controller_arguments_checked():
     for kwargs in ({"target": 0}, {"target": -5}, {"target": float("nan")},
                    {"target": 10, "beta_min": 1, "beta_max": 1e-3},
