@@ -23,6 +23,7 @@ Results go to ``results/step_ops_<backend>.json`` under ``--label``; put another
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import statistics
@@ -85,24 +86,29 @@ def jax_step_ops(model, x, y, batch):
     return {"fusions": len(re.findall(r"= \S+ fusion\(", entry)), "state_arrays": sum(len(s) for s in state)}
 
 
-def jax_step_times(models, x, y, batch, rounds):
+def compiled_step(model, first_batch):
+    """``(jitted train step, its state)`` of ``model``, compiled on ``first_batch``. The state is a copy: ``fit``
+    donates the variables' own buffers to its step."""
+    import jax
+
+    state = tuple([jax.numpy.array(v.value, copy=True) for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables, model.optimizer.variables, model.metrics_variables))
+    step = jax.jit(model.train_step)
+    return step, jax.block_until_ready(step(state, tuple(jax.numpy.asarray(a) for a in first_batch)))[1]
+
+
+def jax_step_times(models, x, y, batch, rounds, compiled):
     """Per model, the median time per step (ms) of one epoch of batches (a) through the compiled train step
     alone, the state threaded from step to step, and (b) through ``fit`` (the step plus Keras' Python loop:
-    the data iterator, the state handed in and out, callbacks), rounds interleaved."""
+    the data iterator, the state handed in and out, callbacks), rounds interleaved. ``compiled``: the
+    `compiled_step` of models compiled already (the others are compiled here)."""
     import jax
 
     steps = len(x) // batch
     batches = [(jax.numpy.asarray(x[i * batch:(i + 1) * batch]), jax.numpy.asarray(y[i * batch:(i + 1) * batch]))
                for i in range(steps)]
-    compiled = {}
-    for name, model in models.items():
-        # copies: fit donates the variables' own buffers to its step
-        state = tuple([jax.numpy.array(v.value, copy=True) for v in variables] for variables in (
-            model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
-            model.metrics_variables))
-        step = jax.jit(model.train_step)
-        state = jax.block_until_ready(step(state, batches[0]))[1]  # compiled here, not in the timing
-        compiled[name] = (step, state)
+    compiled = {**{name: compiled_step(model, batches[0]) for name, model in models.items()
+                   if name not in compiled}, **compiled}
     times = {name: {"compiled_step_ms": [], "fit_step_ms": []} for name in models}
     for r in range(rounds):
         for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
@@ -119,21 +125,50 @@ def jax_step_times(models, x, y, batch, rounds):
     return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
 
 
-def measure(task, seed, rounds):
+@contextlib.contextmanager
+def without_ranges_and_ebops():
+    """Diagnostic, not a mode of the library: H-layers traced inside train without recording activation
+    ranges and without the EBOPs term, to measure what those two cost in a step."""
+    from hgq_rewrite.layers.base import HLayerBase
+    from hgq_rewrite.quantizers.hquantizer import HQuantizer
+
+    names = [(HQuantizer, "_record"), (HQuantizer, "_uncalibrate"), (HLayerBase, "_train_ebops")]
+    originals = [getattr(cls, name) for cls, name in names]
+    for cls, name in names:
+        setattr(cls, name, lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        for (cls, name), original in zip(names, originals):
+            setattr(cls, name, original)
+
+
+def measure(task, seed, rounds, bare):
     x, y, _, _ = LOADERS[task](seed)
     batch = BATCH_SIZE[task]
     fm = float_model(task)
     fm.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                metrics=["accuracy"])
-    ours = hr.quantize(fm, beta=1e-5, config=hgq_rewrite_config(task))
-    default_compile(ours, y, 1e-3)
+
+    def rewrite():
+        model = hr.quantize(fm, beta=1e-5, config=hgq_rewrite_config(task))
+        default_compile(model, y, 1e-3)
+        return model
+
     count = tf_step_ops if keras.config.backend() == "tensorflow" else jax_step_ops
-    out = {}
-    for name, model in (("float", fm), ("ours", ours)):
+    models, out, compiled = {"float": fm, "ours": rewrite()}, {}, {}
+    for name, model in models.items():
         model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)  # builds the optimizer and metrics
         out[name] = count(model, x, y, batch)
+    if bare:  # every trace of its steps (fit's, the count's, the timed one) inside the patch
+        with without_ranges_and_ebops():
+            models["ours_bare"] = model = rewrite()
+            model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)
+            out["ours_bare"] = count(model, x, y, batch)
+            if keras.config.backend() == "jax" and rounds:
+                compiled["ours_bare"] = compiled_step(model, (x[:batch], y[:batch]))
     if keras.config.backend() == "jax" and rounds:
-        for name, t in jax_step_times({"float": fm, "ours": ours}, x, y, batch, rounds).items():
+        for name, t in jax_step_times(models, x, y, batch, rounds, compiled).items():
             out[name].update(t)
     return out
 
@@ -144,6 +179,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=9,
                     help="JAX: interleaved rounds timing the compiled step alone and fit (0: count only)")
+    ap.add_argument("--bare", action="store_true",
+                    help="diagnostic: also ours without recording ranges and without the EBOPs term (row ours_bare)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/step_ops_<backend>.json")
     args = ap.parse_args()
@@ -153,15 +190,15 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        run["tasks"][task] = r = measure(task, args.seed, args.rounds)
+        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare)
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",
               flush=True)
-        if "compiled_step_ms" in r["ours"]:
-            print("  ms per step, float / ours: compiled step alone "
-                  f"{r['float']['compiled_step_ms']:.3f} / {r['ours']['compiled_step_ms']:.3f}, in fit "
-                  f"{r['float']['fit_step_ms']:.3f} / {r['ours']['fit_step_ms']:.3f}", flush=True)
+        for name in r:
+            if "compiled_step_ms" in r[name]:
+                print(f"  {name}: {r[name][key]} {key}, ms per step: compiled step alone "
+                      f"{r[name]['compiled_step_ms']:.3f}, in fit {r[name]['fit_step_ms']:.3f}", flush=True)
     save_run(out, "size of one training step, float model vs ours: TF graph ops after grappler (by part), or "
                   "JAX XLA fusions and state arrays (and ms per step: the compiled step alone, and in fit)", args.label, run)
 
