@@ -10,7 +10,8 @@ of the float model and of ours (``quantize`` of it, compiled as ``finetune`` doe
 - JAX: the XLA fusions of the compiled step (each one kernel launch) and the state arrays passed
   in and out of every step; and (``--rounds``) the time per step of the compiled step alone against
   the time per step in ``fit``, interleaved, which splits the epoch into the step's own cost and
-  Keras' Python loop around it.
+  Keras' Python loop around it; ``--bare`` adds the rewrite with the range record and the EBOPs term
+  patched out (a diagnostic: what the rest of the quantizers' work costs).
 
 Run on the current Keras backend::
 
@@ -127,8 +128,8 @@ def jax_step_times(models, x, y, batch, rounds, compiled):
 
 @contextlib.contextmanager
 def without_ranges_and_ebops():
-    """Diagnostic, not a mode of the library: H-layers traced inside train without recording activation
-    ranges and without the EBOPs term, to measure what those two cost in a step."""
+    """Diagnostic, not a mode of the library: inside it, H-layers' training calls record no activation ranges
+    and add no EBOPs term, so a step traced there measures what the step costs without those two."""
     from hgq_rewrite.layers.base import HLayerBase
     from hgq_rewrite.quantizers.hquantizer import HQuantizer
 
