@@ -98,18 +98,16 @@ def compiled_step(model, first_batch):
     return step, jax.block_until_ready(step(state, tuple(jax.numpy.asarray(a) for a in first_batch)))[1]
 
 
-def jax_step_times(models, x, y, batch, rounds, compiled):
-    """Per model, the median time per step (ms) of one epoch of batches (a) through the compiled train step
+def jax_step_times(models, compiled, x, y, batch, rounds):
+    """Per model, the median time per step (ms) of one epoch of batches (a) through its `compiled_step`
     alone, the state threaded from step to step, and (b) through ``fit`` (the step plus Keras' Python loop:
-    the data iterator, the state handed in and out, callbacks), rounds interleaved. ``compiled``: the
-    `compiled_step` of models compiled already (the others are compiled here)."""
+    the data iterator, the state handed in and out, callbacks), rounds interleaved."""
     import jax
 
     steps = len(x) // batch
     batches = [(jax.numpy.asarray(x[i * batch:(i + 1) * batch]), jax.numpy.asarray(y[i * batch:(i + 1) * batch]))
                for i in range(steps)]
-    compiled = {**{name: compiled_step(model, batches[0]) for name, model in models.items()
-                   if name not in compiled}, **compiled}
+    compiled = dict(compiled)
     times = {name: {"compiled_step_ms": [], "fit_step_ms": []} for name in models}
     for r in range(rounds):
         for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
@@ -157,19 +155,23 @@ def measure(task, seed, rounds, bare):
         return model
 
     count = tf_step_ops if keras.config.backend() == "tensorflow" else jax_step_ops
-    models, out, compiled = {"float": fm, "ours": rewrite()}, {}, {}
-    for name, model in models.items():
+    timed = keras.config.backend() == "jax" and rounds > 0
+    models, out, compiled = {}, {}, {}
+
+    def add(name, model):  # every trace of the model's steps (fit's, the count's, the timed one) happens here
+        models[name] = model
         model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)  # builds the optimizer and metrics
         out[name] = count(model, x, y, batch)
-    if bare:  # every trace of its steps (fit's, the count's, the timed one) inside the patch
+        if timed:
+            compiled[name] = compiled_step(model, (x[:batch], y[:batch]))
+
+    add("float", fm)
+    add("ours", rewrite())
+    if bare:
         with without_ranges_and_ebops():
-            models["ours_bare"] = model = rewrite()
-            model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)
-            out["ours_bare"] = count(model, x, y, batch)
-            if keras.config.backend() == "jax" and rounds:
-                compiled["ours_bare"] = compiled_step(model, (x[:batch], y[:batch]))
-    if keras.config.backend() == "jax" and rounds:
-        for name, t in jax_step_times(models, x, y, batch, rounds, compiled).items():
+            add("ours_bare", rewrite())
+    if timed:
+        for name, t in jax_step_times(models, compiled, x, y, batch, rounds).items():
             out[name].update(t)
     return out
 
