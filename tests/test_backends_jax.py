@@ -120,3 +120,82 @@ def test_pruned_weights_keep_their_bit_gradient_within_the_prune_margin():
             return ops.sum(q.kernel_bits(q(w, training=False), values=w))
 
     np.testing.assert_array_equal(np.asarray(jax.grad(total)(fbw)), [1, 1, 0, 0])  # pushed on while -1 + f + 2 > 0
+
+
+@pytest.mark.parametrize("kernel_size, padding, dilation", [
+    ((3, 3), "valid", (1, 1)), ((3, 2), "same", (1, 1)), ((3, 3), "same", (2, 1)), ((2,), "valid", (1,)),
+    ((3,), "same", (2,)),
+])
+def test_tap_conv_gradients_equal_xla_convolution_gradients(kernel_size, padding, dilation):
+    import jax
+
+    from hgq_rewrite.layers.conv_gradient import tap_conv
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, *(9,) * len(kernel_size), 2)).astype("float32")
+    kernel = rng.normal(size=(*kernel_size, 2, 3)).astype("float32")
+
+    def xla(x, kernel):
+        return ops.conv(x, kernel, 1, padding, "channels_last", dilation)
+
+    def taps(x, kernel):
+        return tap_conv(x, kernel, padding, dilation)
+
+    z, pull = jax.vjp(xla, x, kernel)
+    dz = rng.normal(size=z.shape).astype("float32")
+    tz, tap_pull = jax.vjp(taps, x, kernel)
+    np.testing.assert_array_equal(np.asarray(tz), np.asarray(z))  # the forward pass is the backend's convolution
+    for ours, theirs in zip(tap_pull(dz), pull(dz)):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("filters, strides, taps", [(2, 1, True), (64, 1, False), (2, 2, False)])
+def test_small_convolutions_take_tap_gradients_and_train_alike(filters, strides, taps, monkeypatch):
+    """Small stride-1 kernels take the tap gradients, with the gradients XLA's convolution gives."""
+    from hgq_rewrite.layers import HConv2D, conv_gradient
+
+    calls = []
+    tap_conv = conv_gradient.tap_conv
+    monkeypatch.setattr("hgq_rewrite.layers.conv.tap_conv", lambda *a: calls.append(1) or tap_conv(*a))
+    inp = keras.Input((8, 8, 3))
+    h = HQuantize(name="q")(inp)
+    layer = HConv2D(filters, 3, strides=strides, beta=1e-4, name="c")
+    model = keras.Model(inp, layer(h))
+    x = np.random.default_rng(5).normal(size=(4, 8, 8, 3)).astype("float32")
+    gx, gw, y, _ = _grads(layer, model.get_layer("q")(x))
+    assert bool(calls) == taps
+    monkeypatch.setattr(conv_gradient, "MAX_TAP_CHANNELS", 0)
+    gx0, gw0, y0, _ = _grads(layer, model.get_layer("q")(x))
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_allclose(gx, gx0, rtol=1e-5, atol=1e-5)
+    for g, g0 in zip(gw, gw0):
+        np.testing.assert_allclose(g, g0, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape, pool_size", [((3, 9, 7, 2), (2, 2)), ((2, 10, 3), (3,)), ((2, 9, 9, 2), (3, 2))])
+def test_phase_max_pool_gradient_equals_xla_gradient_ties_included(shape, pool_size):
+    import jax
+
+    from hgq_rewrite.layers.pool_gradient import phase_max_pool
+
+    rng = np.random.default_rng(6)
+    x = (np.round(rng.normal(size=shape) * 2) / 2).astype("float32")  # on a coarse grid: many tied maxima
+    z, pull = jax.vjp(lambda x: ops.max_pool(x, pool_size, pool_size, "valid", "channels_last"), x)
+    dz = rng.normal(size=z.shape).astype("float32")
+    pz, phase_pull = jax.vjp(lambda x: phase_max_pool(x, pool_size), x)
+    np.testing.assert_array_equal(np.asarray(pz), np.asarray(z))
+    np.testing.assert_array_equal(np.asarray(phase_pull(dz)[0]), np.asarray(pull(dz)[0]))
+
+
+@pytest.mark.parametrize("strides, phases", [(None, True), (1, False)])
+def test_max_pooling_layers_take_the_phase_gradient_when_windows_do_not_overlap(strides, phases, monkeypatch):
+    from hgq_rewrite.layers import PMaxPooling2D, pool_gradient
+
+    calls = []
+    phase_max_pool = pool_gradient.phase_max_pool
+    monkeypatch.setattr("hgq_rewrite.layers.pooling.phase_max_pool", lambda *a: calls.append(1) or phase_max_pool(*a))
+    layer = PMaxPooling2D(2, strides=strides)
+    x = np.random.default_rng(7).normal(size=(2, 6, 6, 3)).astype("float32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(layer(x)),
+                                  ops.convert_to_numpy(ops.max_pool(x, 2, strides or 2, "valid", "channels_last")))
+    assert bool(calls) == phases

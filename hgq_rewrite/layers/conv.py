@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from .batchnorm import FoldedBatchNormMixin
+from .conv_gradient import tap_conv, uses_taps
 from .kernel_base import HKernelLayer
 from .links import walk_layers
 
@@ -54,15 +55,23 @@ class HConvBase(HKernelLayer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + self.output_spatial(input_shape) + (self.out_channels(),)
 
-    def conv(self, x, kernel):
+    def plain_conv(self, x, kernel):
+        """The backend's convolution with this layer's geometry."""
         return ops.conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
+
+    def conv(self, x, kernel):
+        """The layer's convolution of a batch: on JAX small kernels take tap-by-tap gradients (`conv_gradient`)."""
+        if uses_taps(kernel.shape, self.strides):
+            return tap_conv(x, kernel, self.padding, self.dilation_rate)
+        return self.plain_conv(x, kernel)
 
     def apply_kernel(self, x, kernel):
         return self.conv(x, kernel)
 
     def bit_products(self, b_in, b_kernel):
         positions = math.prod(self.output_spatial(self._input_shape))
-        return ops.sum(self.conv(b_in, b_kernel)) * (self.parallel_factor / positions)
+        # one bit map, not a batch: XLA's own gradient is the faster there
+        return ops.sum(self.plain_conv(b_in, b_kernel)) * (self.parallel_factor / positions)
 
     def get_config(self):
         cfg = super().get_config()
@@ -116,8 +125,11 @@ class HDepthwiseConvND(HConvBase):
     def out_channels(self):
         return self._input_shape[-1] * self.depth_multiplier
 
-    def conv(self, x, kernel):
+    def plain_conv(self, x, kernel):
         return ops.depthwise_conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
+
+    def conv(self, x, kernel):
+        return self.plain_conv(x, kernel)
 
     def get_config(self):
         cfg = super().get_config()

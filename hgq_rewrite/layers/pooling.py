@@ -23,6 +23,7 @@ def reciprocal_frac_bits(n):
     return 53 - int(exp) - trailing
 
 from .base import PLayerMixin
+from .pool_gradient import phase_max_pool, uses_phases
 
 
 def live_formats(k, i, f):
@@ -34,8 +35,18 @@ def live_formats(k, i, f):
 class _PoolMixin(PLayerMixin):
     averaging = False
 
+    def _phases(self):
+        return self.data_format == "channels_last" and uses_phases(self.pool_size, self.strides, self.padding)
+
     def _pool(self, m):
+        if self._phases():
+            return phase_max_pool(m, self.pool_size)
         return ops.max_pool(m, self.pool_size, self.strides, self.padding, "channels_last")
+
+    def call(self, x):
+        if not self.averaging and self._phases():
+            return phase_max_pool(x, self.pool_size)
+        return super().call(x)
 
     def transform_kif(self, maps, exact):
         k, i, f = (self._pool(m) for m in live_formats(*maps[0]))
