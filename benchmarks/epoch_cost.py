@@ -35,7 +35,10 @@ import keras  # noqa: E402
 
 import hgq_rewrite as hr  # noqa: E402
 from data import LOADERS  # noqa: E402
-from hgq_rewrite.callbacks import StopOnNonFiniteLoss  # noqa: E402
+try:
+    from hgq_rewrite.callbacks import StopOnNonFiniteLoss  # noqa: E402
+except ImportError:  # a checkout from before it (timing an older version): finetune had no such callback
+    StopOnNonFiniteLoss = None
 from hgq_rewrite.finetune import ParetoFront, default_compile  # noqa: E402
 from models import float_model, hgq_rewrite_config  # noqa: E402
 
@@ -87,7 +90,8 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
     if frozen_input_bits:
         freeze_input_bits(ours)
     default_compile(ours, y, lr)
-    cbs = [StopOnNonFiniteLoss(), hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
+    cbs = [StopOnNonFiniteLoss()] if StopOnNonFiniteLoss else []
+    cbs += [hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
     if progress:  # finetune(verbose=1)'s progress bar, drawn to nowhere
         import io
 

@@ -1,0 +1,87 @@
+"""Epoch-time ratios (ours / float, `epoch_cost.py`) of several checkouts of the library, in one run.
+
+Each repeat runs `epoch_cost.py` once per checkout (a subprocess with that checkout first on
+``PYTHONPATH``), the order alternating between repeats, so load on the machine falls on all
+versions alike; the result is, per version and task, the median over the repeats of the ratio of
+median epoch times (and of CPU times). Check out a version with ``git worktree add DIR COMMIT``::
+
+    git worktree add /tmp/issue_filed 430a775
+    KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/epoch_cost_versions.py \\
+        issue_filed=/tmp/issue_filed now=. --repeats 3 --label jax_issue11
+
+Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_versions(items):
+    versions = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not os.path.isdir(os.path.join(path, "hgq_rewrite")):
+            raise SystemExit(f"version {item!r}: give NAME=DIR, DIR a checkout holding hgq_rewrite/.")
+        versions[name] = os.path.abspath(path)
+    return versions
+
+
+def one_run(path, tasks, rounds, out):
+    """`epoch_cost.py` on checkout ``path``; returns its run record."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    cmd = [sys.executable, os.path.join(HERE, "epoch_cost.py"), "--rounds", str(rounds), "--label", "run",
+           "--out", out, "--tasks", *tasks]
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        return json.load(f)["runs"]["run"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("versions", nargs="+", help="NAME=DIR: a checkout of the library to time")
+    ap.add_argument("--tasks", nargs="+", default=["digits28", "mnist1d", "jets"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=9, help="epoch_cost.py --rounds")
+    ap.add_argument("--label", required=True, help="key of this run in the JSON file")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "epoch_cost_versions.json"))
+    args = ap.parse_args()
+    versions = parse_versions(args.versions)
+    runs = {name: [] for name in versions}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for name in (list(versions) if r % 2 == 0 else list(versions)[::-1]):
+                out = os.path.join(tmp, f"{name}_{r}.json")
+                runs[name].append(one_run(versions[name], args.tasks, args.rounds, out))
+                ratios = ", ".join(f"{t} {v['ratio']:.2f}" for t, v in runs[name][-1]["tasks"].items())
+                print(f"repeat {r + 1} {name}: {ratios}", flush=True)
+    summary = {}
+    for name, recs in runs.items():
+        summary[name] = {"commit": recs[0]["commit"], "tasks": {}}
+        for task in args.tasks:
+            ratios = [rec["tasks"][task]["ratio"] for rec in recs]
+            cpu = [rec["tasks"][task]["cpu_ratio"] for rec in recs]
+            summary[name]["tasks"][task] = {"ratio": statistics.median(ratios), "ratios": ratios,
+                                            "cpu_ratio": statistics.median(cpu), "cpu_ratios": cpu}
+        print(name, {t: round(v["ratio"], 2) for t, v in summary[name]["tasks"].items()}, flush=True)
+    doc = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            doc = json.load(f)
+    doc.setdefault("what", "epoch time over the float model's (epoch_cost.py), several library versions interleaved")
+    doc.setdefault("runs", {})[args.label] = {
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]), "backend": runs[next(iter(runs))][0]["backend"],
+        "date": runs[next(iter(runs))][0]["date"], "repeats": args.repeats, "rounds": args.rounds,
+        "versions": summary, "runs": runs}
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
