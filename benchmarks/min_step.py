@@ -1,177 +1,176 @@
-"""The smallest HGQ training step written directly in JAX, against the float step: a floor for the epoch ratio.
+"""The smallest HGQ training step, trained by Keras' ``fit``, against the float model: a floor for the epoch ratio.
 
-MNIST-1D MLP 40-64-32-10, batch 64, Adam, as the benchmark task. No Keras, no library code: the
-float step (forward, cross-entropy, gradient, Adam) and, beside it, the least an HGQ step is:
+MNIST-1D MLP 40-64-32-10, batch 64, Adam, as the benchmark task, on the current Keras backend. None
+of the library: Keras models whose ``train_step`` is written out (``keras.ops`` for the arithmetic,
+the backend's own gradient: ``tf.GradientTape`` or ``jax.grad``), and the least an HGQ step is:
 
+- ``float_step``: the float MLP with this written-out step (what the rows below add to);
 - ``weight_bits``: every weight rounded onto its own trainable grid ``2**-f`` (straight-through
-  gradient for the weight, ``-ln2 * g * (q - w)`` for ``f``), Adam on the ``f`` too;
-- ``hgq``: also every activation (the input and each layer's output) on a per-feature trainable
-  grid, and ``beta * EBOPs`` in the loss (integer bits from the batch's largest magnitudes, no
-  range state kept between steps);
+  gradient for the weight, ``-ln2 * g * (q - w)`` for ``f``), the ``f`` trained by Adam as one flat
+  variable;
+- ``hgq``: also the input and every layer's output on a per-feature trainable grid, and
+  ``beta * EBOPs`` in the loss (integer bits from the batch's largest magnitudes: no range state).
 
-each a compiled step, timed over one epoch of batches, the rows interleaved over ``--rounds``
-rounds (median ms per step). This is no recipe (it drops the range record, bias grids, overflow
-and everything an export needs); it says what the arithmetic of HGQ's training costs by itself on
-this backend. Keras' ``fit`` adds its own per-step time to every model alike (``step_ops.py``
-measures it)::
+This is no recipe: it drops the range record, bias grids, overflow and all an export needs. It says
+what HGQ's training arithmetic costs by itself. The reference is the benchmark's float model
+compiled as ``epoch_cost.py`` compiles it; one-epoch fits interleaved over ``--rounds`` rounds::
 
-    JAX_PLATFORMS=cpu .venv/bin/python benchmarks/min_step.py
+    TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/min_step.py --label floor
+    KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/min_step.py --label floor
 
-Results go to ``results/min_step_jax.json`` under ``--label``.
+Results go to ``results/min_step_<backend>.json`` under ``--label``.
 """
 
 import argparse
+import itertools
 import math
 import os
-import re
 import statistics
 import sys
-import time
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
-from epoch_cost import run_header, save_run  # noqa: E402
+from data import LOADERS  # noqa: E402
+from epoch_cost import BATCH_SIZE, one_epoch, run_header, save_run  # noqa: E402
+from models import float_model  # noqa: E402
 
 LN2 = math.log(2.0)
 SIZES = (40, 64, 32, 10)
-BATCH, SAMPLES = 64, 4000
 
 
-@jax.custom_vjp
+@ops.custom_gradient
 def on_grid(x, f):
-    """``x`` rounded half up onto the grid ``2**-round(f)``."""
-    scale = jnp.exp2(jnp.round(f))
-    return jnp.floor(x * scale + 0.5) / scale
+    """``x`` rounded half up onto the grid ``2**-round(f)``; straight-through and bit gradients."""
+    scale = ops.power(2.0, ops.round(f))
+    q = ops.floor(x * scale + 0.5) / scale
 
+    def gradient(*args, upstream=None):
+        g = args[0] if upstream is None else upstream
+        g_f = -LN2 * g * (q - x)
+        return g, (ops.sum(g_f, axis=0, keepdims=True) if tuple(g_f.shape) != tuple(f.shape) else g_f)
 
-def _on_grid_fwd(x, f):
-    q = on_grid(x, f)
-    return q, (q - x, f.shape)
-
-
-def _on_grid_bwd(residual, g):
-    error, shape = residual
-    g_f = -LN2 * g * error
-    return g, (jnp.sum(g_f, axis=0, keepdims=True) if g_f.shape != shape else g_f)
-
-
-on_grid.defvjp(_on_grid_fwd, _on_grid_bwd)
+    return q, gradient
 
 
 def ste_round(f):
-    return f + jax.lax.stop_gradient(jnp.round(f) - f)
+    return f + ops.stop_gradient(ops.round(f) - f)
 
 
 def int_bits(magnitude):
-    return jax.lax.stop_gradient(jnp.floor(jnp.log2(jnp.maximum(magnitude, 2.0**-60))) + 1.0)
+    return ops.stop_gradient(ops.floor(ops.log2(ops.maximum(magnitude, 2.0**-60))) + 1.0)
 
 
-def cross_entropy(logits, y):
-    return jnp.mean(-jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+class Floor(keras.Model):
+    """The MLP with a written-out train step; ``mode``: ``float_step``, ``weight_bits`` or ``hgq``."""
 
+    def __init__(self, mode, beta=1e-5):
+        super().__init__()
+        self.mode, self.beta = mode, beta
+        self.w = [self.add_weight(shape=(SIZES[n], SIZES[n + 1]), initializer="glorot_uniform") for n in range(3)]
+        self.b = [self.add_weight(shape=(SIZES[n + 1],), initializer="zeros") for n in range(3)]
+        self.bit_shapes = [(SIZES[n], SIZES[n + 1]) for n in range(3)] + [(1, s) for s in SIZES]
+        if mode != "float_step":  # every bitwidth in one variable: one Adam update
+            total = sum(math.prod(s) for s in self.bit_shapes)
+            self.bits = self.add_weight(shape=(total,), initializer=keras.initializers.Constant(6.0))
 
-def float_loss(params, x, y):
-    h = x
-    for n in range(3):
-        h = h @ params["w"][n] + params["b"][n]
-        h = jax.nn.relu(h) if n < 2 else h
-    return cross_entropy(h, y)
+    def call(self, x):
+        h = x
+        for n in range(3):
+            h = ops.matmul(h, self.w[n]) + self.b[n]
+            h = ops.relu(h) if n < 2 else h
+        return h
 
+    def loss_of(self, w, b, bits, x, y):
+        """Training loss from the values ``w``, ``b``, ``bits`` (tensors)."""
+        if self.mode == "float_step":
+            h = x
+            for n in range(3):
+                h = ops.matmul(h, w[n]) + b[n]
+                h = ops.relu(h) if n < 2 else h
+            return ops.mean(keras.losses.sparse_categorical_crossentropy(y, h, from_logits=True))
+        cuts = list(itertools.accumulate(math.prod(s) for s in self.bit_shapes))[:-1]
+        parts = [ops.reshape(p, s) for p, s in zip(ops.split(bits, cuts), self.bit_shapes)]
+        f_w, f_a = parts[:3], parts[3:]
+        act = self.mode == "hgq"
+        h = on_grid(x, f_a[0]) if act else x
+        bits_in = ops.relu(int_bits(ops.max(ops.abs(h), axis=0, keepdims=True)) + ste_round(f_a[0]))
+        ebops = 0.0
+        for n in range(3):
+            wq = on_grid(w[n], f_w[n])
+            if act:
+                ebops = ebops + ops.sum(ops.matmul(bits_in, ops.relu(int_bits(ops.abs(wq)) + ste_round(f_w[n]))))
+            h = ops.matmul(h, wq) + b[n]
+            h = ops.relu(h) if n < 2 else h
+            if act:
+                h = on_grid(h, f_a[n + 1])
+                bits_in = ops.relu(int_bits(ops.max(ops.abs(h), axis=0, keepdims=True)) + ste_round(f_a[n + 1]))
+        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(y, h, from_logits=True))
+        return loss + self.beta * ebops if act else loss
 
-def hgq_loss(params, x, y, activations=True, beta=1e-5):
-    bits = params["f"]
-    h = on_grid(x, bits["a"][0]) if activations else x
-    bits_in = jax.nn.relu(int_bits(jnp.max(jnp.abs(h), 0, keepdims=True)) + ste_round(bits["a"][0]))
-    ebops = 0.0
-    for n in range(3):
-        w = on_grid(params["w"][n], bits["w"][n])
-        if activations:
-            ebops = ebops + jnp.sum(bits_in @ jax.nn.relu(int_bits(jnp.abs(w)) + ste_round(bits["w"][n])))
-        h = h @ w + params["b"][n]
-        h = jax.nn.relu(h) if n < 2 else h
-        if activations:
-            h = on_grid(h, bits["a"][n + 1])
-            bits_in = jax.nn.relu(int_bits(jnp.max(jnp.abs(h), 0, keepdims=True)) + ste_round(bits["a"][n + 1]))
-    return cross_entropy(h, y) + beta * ebops
+    def _split(self, values):
+        return values[:3], values[3:6], (values[6] if len(values) > 6 else None)
 
+    if keras.config.backend() == "jax":
+        def train_step(self, state, data):
+            import jax
 
-def adam(params, grads, state, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
-    m, v, t = state
-    t = t + 1
-    m = jax.tree.map(lambda a, g: a + (g - a) * (1 - b1), m, grads)
-    v = jax.tree.map(lambda a, g: a + (g * g - a) * (1 - b2), v, grads)
-    alpha = lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
-    params = jax.tree.map(lambda p, mm, vv: p - alpha * mm / (jnp.sqrt(vv) + eps), params, m, v)
-    return params, (m, v, t)
+            trainable, non_trainable, optimizer_vars, metrics_vars = state
+            x, y = data
 
+            def loss(values):
+                return self.loss_of(*self._split(values), x, y)
 
-def make_step(loss):
-    @jax.jit
-    def step(state, x, y):
-        params, opt = state
-        grads = jax.grad(loss)(params, x, y)
-        params, opt = adam(params, grads, opt)
-        if "f" in params:
-            params = dict(params, f=jax.tree.map(lambda f: jnp.clip(f, -23.0, 23.0), params["f"]))
-        return params, opt
-    return step
+            value, grads = jax.value_and_grad(loss)(trainable)
+            trainable, optimizer_vars = self.optimizer.stateless_apply(optimizer_vars, grads, trainable)
+            return {"loss": value}, (trainable, non_trainable, optimizer_vars, metrics_vars)
+    else:
+        def train_step(self, data):
+            import tensorflow as tf
 
-
-def initial_state(key, with_bits):
-    keys = jax.random.split(key, 3)
-    params = {"w": [jax.random.normal(keys[n], (SIZES[n], SIZES[n + 1])) * math.sqrt(2 / SIZES[n]) for n in range(3)],
-              "b": [jnp.zeros(SIZES[n + 1]) for n in range(3)]}
-    if with_bits:
-        params["f"] = {"w": [jnp.full((SIZES[n], SIZES[n + 1]), 6.0) for n in range(3)],
-                       "a": [jnp.full((1, s), 6.0) for s in SIZES]}
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return params, (zeros, zeros, jnp.zeros(()))
-
-
-def fusions(step, state, batch):
-    hlo = step.lower(state, *batch).compile().as_text()
-    return len(re.findall(r"= \S+ fusion\(", hlo[hlo.index("ENTRY"):]))
+            x, y = data
+            variables = self.trainable_variables
+            with tf.GradientTape() as tape:
+                value = self.loss_of(*self._split(variables), x, y)
+            self.optimizer.apply(tape.gradient(value, variables), variables)
+            return {"loss": value}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--label", default="after")
-    ap.add_argument("--out", default=os.path.join(HERE, "results", "min_step_jax.json"))
+    ap.add_argument("--out", default=None, help="default: results/min_step_<backend>.json")
     args = ap.parse_args()
-    key = jax.random.PRNGKey(0)
-    x = jax.random.normal(key, (SAMPLES, SIZES[0]))
-    y = jax.random.randint(key, (SAMPLES,), 0, SIZES[-1])
-    batches = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, SAMPLES - BATCH + 1, BATCH)]
-    rows = {"float": (make_step(float_loss), False),
-            "weight_bits": (make_step(lambda p, x, y: hgq_loss(p, x, y, activations=False)), True),
-            "hgq": (make_step(hgq_loss), True)}
-    states = {name: initial_state(key, bits) for name, (_, bits) in rows.items()}
-    run = run_header()
-    run["tasks"] = {"mnist1d_mlp": {name: {"fusions": fusions(step, states[name], batches[0]), "step_ms": []}
-                                    for name, (step, _) in rows.items()}}
-    out = run["tasks"]["mnist1d_mlp"]
-    for name, (step, _) in rows.items():
-        jax.block_until_ready(step(states[name], *batches[0]))
+    backend = keras.config.backend()
+    x, y, _, _ = LOADERS["mnist1d"](0)
+    batch = BATCH_SIZE["mnist1d"]
+    keras.utils.set_random_seed(0)
+    reference = float_model("mnist1d")
+    reference.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    models = {"float": reference}
+    for mode in ("float_step", "weight_bits", "hgq"):
+        models[mode] = Floor(mode)
+        models[mode].compile(keras.optimizers.Adam(1e-3))
+    for model in models.values():
+        one_epoch(model, x, y, batch, [])  # traces the step
+    times = {name: [] for name in models}
     for r in range(args.rounds):
-        for name in (list(rows) if r % 2 == 0 else list(rows)[::-1]):
-            step, state = rows[name][0], states[name]
-            t0 = time.perf_counter()
-            for batch in batches:
-                state = step(state, *batch)
-            jax.block_until_ready(state)
-            states[name] = state
-            out[name]["step_ms"].append(1e3 * (time.perf_counter() - t0) / len(batches))
-    for name, r in out.items():
-        r["median_step_ms"] = statistics.median(r["step_ms"])
-        r["over_float"] = r["median_step_ms"] / statistics.median(out["float"]["step_ms"])
-        print(f"{name}: {r['fusions']} fusions, {r['median_step_ms']:.3f} ms per step ({r['over_float']:.2f}x float)")
-    save_run(args.out, "the smallest HGQ step in plain JAX against the float step (min_step.py)", args.label, run)
+        for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
+            times[name].append(one_epoch(models[name], x, y, batch, [])[0])
+    run = run_header()
+    base = statistics.median(times["float"])
+    run["tasks"] = {"mnist1d": {name: {"epoch_times": t, "median_s": statistics.median(t),
+                                       "over_float": statistics.median(t) / base} for name, t in times.items()}}
+    for name, r in run["tasks"]["mnist1d"].items():
+        print(f"{backend} {name}: {1e3 * r['median_s']:.1f} ms per epoch ({r['over_float']:.2f}x the float model)")
+    out = args.out or os.path.join(HERE, "results", f"min_step_{backend}.json")
+    save_run(out, "the smallest HGQ train step in Keras' fit against the float model (min_step.py)", args.label, run)
 
 
 if __name__ == "__main__":
