@@ -11,7 +11,8 @@ of the float model and of ours (``quantize`` of it, compiled as ``finetune`` doe
   in and out of every step; and (``--rounds``) the time per step of the compiled step alone against
   the time per step in ``fit``, interleaved, which splits the epoch into the step's own cost and
   Keras' Python loop around it; ``--bare`` adds the rewrite with the range record and the EBOPs term
-  patched out (a diagnostic: what the rest of the quantizers' work costs).
+  patched out (a diagnostic: what the rest of the quantizers' work costs), and ``--floor`` (mnist1d)
+  `min_step.py`'s smallest HGQ step.
 
 Run on the current Keras backend::
 
@@ -142,7 +143,7 @@ def without_ranges_and_ebops():
             setattr(cls, name, original)
 
 
-def measure(task, seed, rounds, bare):
+def measure(task, seed, rounds, bare, floor=False):
     x, y, _, _ = LOADERS[task](seed)
     batch = BATCH_SIZE[task]
     fm = float_model(task)
@@ -170,6 +171,12 @@ def measure(task, seed, rounds, bare):
     if bare:
         with without_ranges_and_ebops():
             add("ours_bare", rewrite())
+    if floor:
+        from min_step import Floor
+
+        model = Floor("hgq")
+        model.compile(keras.optimizers.Adam(1e-3))
+        add("floor_hgq", model)
     if timed:
         for name, t in jax_step_times(models, compiled, x, y, batch, rounds).items():
             out[name].update(t)
@@ -184,6 +191,8 @@ def main():
                     help="JAX: interleaved rounds timing the compiled step alone and fit (0: count only)")
     ap.add_argument("--bare", action="store_true",
                     help="diagnostic: also ours without recording ranges and without the EBOPs term (row ours_bare)")
+    ap.add_argument("--floor", action="store_true",
+                    help="mnist1d: also min_step.py's smallest HGQ step (row floor_hgq)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/step_ops_<backend>.json")
     args = ap.parse_args()
@@ -193,7 +202,7 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare)
+        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare, args.floor and task == "mnist1d")
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",
