@@ -150,7 +150,7 @@ def test_tap_conv_gradients_equal_xla_convolution_gradients(kernel_size, padding
 
 
 @pytest.mark.parametrize("filters, strides, taps", [(2, 1, True), (64, 1, False), (2, 2, False)])
-def test_small_convolutions_take_tap_gradients_and_train_alike(filters, strides, taps, monkeypatch):
+def test_small_convolutions_take_tap_gradients_with_the_same_values(filters, strides, taps, monkeypatch):
     """Small stride-1 kernels take the tap gradients, with the gradients XLA's convolution gives."""
     from hgq_rewrite.layers import HConv2D, conv_gradient
 
