@@ -13,16 +13,17 @@ import itertools
 
 from keras import backend, ops
 
+from ..quantizers.hquantizer import custom_gradient
+
 # taps are used when the kernel has at most this many input x output channels (results/xla_gradients_jax.json):
 # 0.43-0.77x XLA's time with 1 or 8 input channels, within 10% of it at 2 -> 2 and 4 -> 16, and 1.4-1.5x
 # at 16 -> 16 and 32 -> 64
 MAX_TAP_CHANNELS = 128
 
 
-def uses_taps(kernel_shape, strides, backend_name=None):
+def uses_taps(kernel_shape, strides):
     """True when `tap_conv` should compute this convolution's gradients: JAX, stride 1, a small kernel."""
-    backend_name = backend_name or backend.backend()
-    return (backend_name == "jax" and all(s == 1 for s in strides)
+    return (backend.backend() == "jax" and all(s == 1 for s in strides)
             and kernel_shape[-2] * kernel_shape[-1] <= MAX_TAP_CHANNELS)
 
 
@@ -41,12 +42,11 @@ def tap_conv(x, kernel, padding, dilation):
     rank = len(kernel_size)
     pads = _same_padding(kernel_size, dilation) if padding == "same" else [(0, 0)] * rank
 
-    @ops.custom_gradient
+    @custom_gradient
     def conv(x, kernel):
         z = ops.conv(x, kernel, 1, padding, "channels_last", dilation)
 
-        def gradient(*args, upstream=None):
-            dz = args[0] if upstream is None else upstream
+        def gradient(dz):
             xp = ops.pad(x, [(0, 0), *pads, (0, 0)]) if padding == "same" else x
             out = tuple(dz.shape[1:-1])
             full = tuple(xp.shape[1:-1])

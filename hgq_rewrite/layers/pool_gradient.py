@@ -13,10 +13,12 @@ import itertools
 
 from keras import backend, ops
 
+from ..quantizers.hquantizer import custom_gradient
 
-def uses_phases(pool_size, strides, padding, backend_name=None):
+
+def uses_phases(pool_size, strides, padding):
     """True when `phase_max_pool` should compute this pooling's gradient: JAX, windows that do not overlap."""
-    return ((backend_name or backend.backend()) == "jax" and padding == "valid"
+    return (backend.backend() == "jax" and padding == "valid"
             and tuple(pool_size) == tuple(strides))
 
 
@@ -38,12 +40,11 @@ def phase_max_pool(x, pool_size):
     """``ops.max_pool(x, pool_size, pool_size, "valid")`` (channels last) with an element-wise gradient."""
     pool_size = tuple(pool_size)
 
-    @ops.custom_gradient
+    @custom_gradient
     def pool(x):
         z = ops.max_pool(x, pool_size, pool_size, "valid", "channels_last")
 
-        def gradient(*args, upstream=None):
-            dz = args[0] if upstream is None else upstream
+        def gradient(dz):
             out = tuple(z.shape[1:-1])
             taken = None
             parts = []

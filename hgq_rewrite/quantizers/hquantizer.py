@@ -93,6 +93,23 @@ def as_shape(x, shape):
     return x if tuple(x.shape) == tuple(shape) else ops.broadcast_to(x, shape)
 
 
+def custom_gradient(forward):
+    """``keras.ops.custom_gradient`` for a ``forward(*tensors) -> (value, gradient)`` whose ``gradient`` takes
+    the upstream gradient as its one argument (Keras hands it over positionally on TensorFlow and by
+    keyword on JAX)."""
+
+    @ops.custom_gradient
+    def wrapped(*tensors):
+        value, gradient = forward(*tensors)
+
+        def keras_gradient(*args, upstream=None):
+            return gradient(args[0] if upstream is None else upstream)
+
+        return value, keras_gradient
+
+    return wrapped
+
+
 def ste_round(x):
     """round(x) forward, identity gradient (``x`` a tensor or a variable)."""
     x = read(x)
@@ -238,12 +255,11 @@ class HQuantizer(keras.layers.Layer):
         gradient of its own: the same arithmetic written with stop_gradient costs several ops per step."""
         axes = self.axes
 
-        @ops.custom_gradient
+        @custom_gradient
         def quantize_with_bit_gradient(x, fbw):
             xq = self._grid_quantize(x, ops.round(fbw))
 
-            def gradient(*args, upstream=None):
-                upstream = args[0] if upstream is None else upstream
+            def gradient(upstream):
                 g_fbw = upstream * (xq - x) * -LN2
                 return upstream, ops.sum(g_fbw, axis=axes, keepdims=True) if axes else g_fbw
 
