@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .bitwidth_pack import BitwidthPack
+from .adam_pack import AdamPack, older_moments
 from .quantizers.replicas import in_strategy_scope
 from .trace import h_layers
 
@@ -129,7 +129,8 @@ class BitwidthStepMixin:
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
 class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
-    """Adam whose bitwidth variables take ``bitwidth_lr_scale`` times larger steps.
+    """Adam whose bitwidth variables take ``bitwidth_lr_scale`` times larger steps; the moments of all
+    variables of a dtype are two flat vectors (`AdamPack`: the same arithmetic, fewer operations per step).
 
     Args:
         learning_rate: Adam's learning rate (weights, BatchNorm, ...).
@@ -147,30 +148,38 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
         self.bitwidth_lr_scale = check_scale(bitwidth_lr_scale, "BitwidthAdam: bitwidth_lr_scale")
         self.weight_lr_scales = check_weight_scales(weight_lr_scales or {}, "BitwidthAdam: weight_lr_scales")
         self._step_sizes = None
-        self._packs = []  # BitwidthPack per dtype, set by build
+        self._packs = []  # AdamPack per dtype, set by build
 
     def build(self, var_list):
-        """Adam's moments: one flat pair per dtype for the bitwidth variables (`BitwidthPack`), one pair
-        per variable for the others. Under amsgrad or a ``tf.distribute`` strategy, one pair per variable."""
+        """Adam's moments: one flat pair per dtype for all trainable variables (`AdamPack`). Under amsgrad or
+        a ``tf.distribute`` strategy, one pair per variable."""
         if self.built:
             return
-        packed = [] if self.amsgrad or in_strategy_scope() else [v for v in var_list if is_bitwidth_variable(v)]
-        if not packed:
+        if self.amsgrad or in_strategy_scope():
             self._packs = []
             return super().build(var_list)
         super(keras.optimizers.Adam, self).build(var_list)  # the base optimizer's, not Adam's moments
         self._set_lr_scales(var_list)
-        packed_ids = {id(v) for v in packed}
-        self._momentums, self._velocities = [], []
-        for v in var_list:
-            own = id(v) not in packed_ids and not self._overwrite_variable_with_gradient(v)
-            self._momentums.append(self.add_variable_from_reference(v, "momentum") if own else None)
-            self._velocities.append(self.add_variable_from_reference(v, "velocity") if own else None)
+        self._momentums, self._velocities = [None] * len(var_list), [None] * len(var_list)
         by_dtype = {}
-        for v in packed:
-            by_dtype.setdefault(v.dtype, []).append(v)
-        self._packs = [BitwidthPack(self, group) for group in by_dtype.values()]
-        self._packed_indices = {i for pack in self._packs for i in pack.indices}
+        for v in var_list:
+            if not self._overwrite_variable_with_gradient(v):
+                by_dtype.setdefault(v.dtype, []).append(v)
+        self._packs = [AdamPack(self, group, [self.lr_scale_of(v) for v in group]) for group in by_dtype.values()]
+
+    def load_own_variables(self, store):
+        """Also load the state saved by earlier versions: one pair of moments per variable, or one per
+        variable but the bitwidths (packed per dtype)."""
+        head = len(self.variables) - 2 * len(self._packs)  # iterations (and the learning rate), as saved
+        older = self._packs and len(store.keys()) != len(self.variables)
+        moments = older and older_moments(self, store, head, is_bitwidth_variable)
+        if not moments:
+            return super().load_own_variables(store)
+        for i in range(head):
+            self.variables[i].assign(store[str(i)])
+        for pack in self._packs:
+            for moment, which in ((pack.momentum, 0), (pack.velocity, 1)):
+                moment.assign(np.concatenate([np.reshape(moments[i][which], (-1,)) for i in pack.indices]))
 
     def apply(self, grads, trainable_variables=None):
         self._step_sizes = {}  # Adam's step size of this step, per (dtype, learning rate scale)
@@ -182,18 +191,10 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if not self._packs:
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        packed, rest = {}, []
-        for grad, variable in zip(grads, trainable_variables):
-            index = self._get_variable_index(variable)
-            if index in self._packed_indices:
-                packed[index] = grad
-            else:
-                rest.append((grad, variable))
-        if rest:
-            super()._backend_update_step([g for g, _ in rest], [v for _, v in rest], learning_rate)
+        packed = {self._get_variable_index(v): g for g, v in zip(grads, trainable_variables)}
         for pack in self._packs:
             if any(i in packed for i in pack.indices):
-                pack.update(self, packed, self._step_size(pack.dtype, self.bitwidth_lr_scale, learning_rate))
+                pack.update(self, packed, pack.step_size(self._step_size, learning_rate))
 
     def _step_size(self, dtype, scale, learning_rate):
         """Adam's step size ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, computed once per step, dtype and

@@ -15,9 +15,10 @@ from hgq_rewrite.quantizers.hquantizer import Filled
 class PerVariableAdam(hr.BitwidthStepMixin, keras.optimizers.Adam):
     """Keras' Adam update for every variable on its own (the reference for BitwidthAdam)."""
 
-    def __init__(self, learning_rate, bitwidth_lr_scale):
+    def __init__(self, learning_rate, bitwidth_lr_scale, weight_lr_scales=None):
         super().__init__(learning_rate=learning_rate)
         self.bitwidth_lr_scale = bitwidth_lr_scale
+        self.weight_lr_scales = weight_lr_scales or {}
 
 
 def _model(seed):
@@ -29,13 +30,14 @@ def _model(seed):
     return keras.Model(inp, HDense(3, beta=1e-3, name="d3")(x))
 
 
-@pytest.mark.parametrize("scale", [1.0, 10.0])
-def test_bitwidth_adam_shares_the_step_size_and_matches_per_variable_adam(scale):
+@pytest.mark.parametrize("scale, weight_scales", [(1.0, None), (10.0, None), (10.0, {"d2/kernel": 3.0, "d2/bias": 0.5})])
+def test_bitwidth_adam_shares_the_step_size_and_matches_per_variable_adam(scale, weight_scales):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 6)).astype("float32")
     y = rng.integers(0, 3, size=96)
     weights = []
-    for optimizer in (hr.BitwidthAdam(1e-2, bitwidth_lr_scale=scale), PerVariableAdam(1e-2, scale)):
+    for optimizer in (hr.BitwidthAdam(1e-2, bitwidth_lr_scale=scale, weight_lr_scales=weight_scales),
+                      PerVariableAdam(1e-2, scale, weight_scales)):
         model = _model(1)
         model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
@@ -109,9 +111,9 @@ def _variables():
     return [keras.Variable(rng.normal(size=s).astype("float32"), name=n.split("/")[-1]) for n, s in shapes.items()]
 
 
-def test_bitwidth_adam_updates_all_bitwidths_as_one_and_leaves_those_without_a_gradient_alone():
-    """One flat Adam state for all bitwidths (two optimizer variables, not two per bitwidth), the same
-    arithmetic as per-variable Adam; a bitwidth without a gradient in a step keeps its value and moments."""
+def test_bitwidth_adam_updates_all_variables_as_one_and_leaves_those_without_a_gradient_alone():
+    """One flat Adam state for all variables of a dtype (two optimizer variables, not two per variable), the
+    same arithmetic as per-variable Adam; a variable without a gradient in a step keeps its value and moments."""
     rng = np.random.default_rng(4)
     grads = [[rng.normal(size=v.shape).astype("float32") for v in _variables()] for _ in range(4)]
     grads[1][1] = None
@@ -124,6 +126,47 @@ def test_bitwidth_adam_updates_all_bitwidths_as_one_and_leaves_those_without_a_g
             optimizer.apply(step, variables)
         finals.append([np.asarray(v) for v in variables])
         if isinstance(optimizer, hr.BitwidthAdam):
-            assert len(optimizer.variables) == 2 + 2 + 2  # iterations, learning rate; kernel's m, v; one packed m, v
+            assert len(optimizer.variables) == 2 + 2  # iterations, learning rate; one packed m, v for all four
     for ours, reference in zip(*finals):
         np.testing.assert_array_equal(ours, reference)
+
+
+def _saved_state(optimizer):
+    store = {}
+    optimizer.save_own_variables(store)
+    return store
+
+
+def _bitwidth_packed_layout(reference, variables):
+    """The state as the previous BitwidthAdam saved it: a pair of moments per weight, then the bitwidths' packed."""
+    store = _saved_state(reference)
+    pairs = [(store[str(2 + 2 * j)], store[str(3 + 2 * j)]) for j in range(len(variables))]
+    bits = [j for j, v in enumerate(variables) if v.name == "fbw"]
+    entries = [store["0"], store["1"]]
+    entries += [a for j, pair in enumerate(pairs) if j not in bits for a in pair]
+    entries += [np.concatenate([np.ravel(pairs[j][w]) for j in bits]) for w in (0, 1)]
+    return {str(i): e for i, e in enumerate(entries)}
+
+
+@pytest.mark.parametrize("layout", ["per_variable", "bitwidths_packed"])
+def test_bitwidth_adam_loads_the_state_earlier_versions_saved(layout):
+    """An optimizer state saved with a pair of moments per variable (or per weight, the bitwidths packed) loads
+    into the packed moments: training on from it gives what per-variable Adam gives, bit for bit."""
+    rng = np.random.default_rng(5)
+    grads = [[rng.normal(size=v.shape).astype("float32") for v in _variables()] for _ in range(4)]
+    reference, reference_vars = PerVariableAdam(1e-2, 10.0), _variables()
+    reference.build(reference_vars)
+    for step in grads[:2]:
+        reference.apply(step, reference_vars)
+    store = _saved_state(reference) if layout == "per_variable" else _bitwidth_packed_layout(reference, reference_vars)
+    ours, our_vars = hr.BitwidthAdam(1e-2, bitwidth_lr_scale=10.0), _variables()
+    ours.build(our_vars)
+    ours.load_own_variables(store)
+    for v, r in zip(our_vars, reference_vars):
+        v.assign(r)
+    for step in grads[2:]:
+        reference.apply(step, reference_vars)
+        ours.apply(step, our_vars)
+    assert int(ours.iterations) == 4
+    for v, r in zip(our_vars, reference_vars):
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(r))
