@@ -16,6 +16,11 @@ import numpy as np
 from keras import ops
 
 
+def flatten(x):
+    """``x`` as a vector (no op when it is one: on TensorFlow every op of a step costs its dispatch)."""
+    return x if len(x.shape) == 1 else ops.reshape(x, (-1,))
+
+
 class AdamPack:
     """Trainable variables of one dtype and their Adam moments, as flat vectors.
 
@@ -48,7 +53,7 @@ class AdamPack:
         ``gradients`` (``{variable index: gradient}``); the others, and their moments, stay as they are,
         as under Keras' Adam."""
         present = [i in gradients for i in self.indices]
-        flat = [ops.reshape(ops.cast(gradients[i], self.dtype), (-1,)) if here else ops.zeros((n,), self.dtype)
+        flat = [flatten(ops.cast(gradients[i], self.dtype)) if here else ops.zeros((n,), self.dtype)
                 for i, n, here in zip(self.indices, self.sizes, present)]
         g = flat[0] if len(flat) == 1 else ops.concatenate(flat)
         m, v = self.momentum, self.velocity
@@ -66,7 +71,7 @@ class AdamPack:
         pieces = [delta] if len(flat) == 1 else ops.split(delta, np.cumsum(self.sizes)[:-1].tolist())
         for variable, piece, here in zip(self.variables, pieces, present):
             if here:
-                optimizer.assign_sub(variable, ops.reshape(piece, variable.shape))
+                optimizer.assign_sub(variable, piece if len(variable.shape) == 1 else ops.reshape(piece, variable.shape))
 
 
 def older_moments(optimizer, store, head, is_bitwidth_variable):

@@ -198,14 +198,17 @@ class BitwidthAdam(BitwidthStepMixin, keras.optimizers.Adam):
 
     def _step_size(self, dtype, scale, learning_rate):
         """Adam's step size ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, computed once per step, dtype and
-        learning rate scale."""
+        learning rate scale (its two bias corrections once per step and dtype)."""
         key = (dtype, scale)
         if key not in self._step_sizes:
+            if dtype not in self._step_sizes:
+                local_step = ops.cast(self.iterations + 1, dtype)
+                beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
+                beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+                self._step_sizes[dtype] = (ops.sqrt(1 - beta_2_power), 1 - beta_1_power)
+            root, denominator = self._step_sizes[dtype]
             lr = ops.cast(learning_rate if scale == 1.0 else learning_rate * scale, dtype)
-            local_step = ops.cast(self.iterations + 1, dtype)
-            beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
-            beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
-            self._step_sizes[key] = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+            self._step_sizes[key] = lr * root / denominator
         return self._step_sizes[key]
 
     def update_step(self, gradient, variable, learning_rate):

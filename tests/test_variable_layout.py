@@ -17,11 +17,14 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 UNPACKED = ("fbw", "min", "max", "calibrated", "saturate", "fw_k", "fw_i", "fw_f")
 
 
-def test_a_file_saved_with_separate_state_variables_loads_unchanged():
-    """layout_v1.keras: saved by commit 0c3ed79 (min, max, calibrated, saturate, fw_k/i/f, beta, ebops
-    one variable each), after training and trace_minmax(aggressive=False); the .npz holds the values then."""
-    model = keras.saving.load_model(os.path.join(DATA, "layout_v1.keras"))
-    expected = np.load(os.path.join(DATA, "layout_v1.npz"))
+@pytest.mark.parametrize("name", ["layout_v1", "layout_v2"])
+def test_a_file_saved_in_an_earlier_layout_loads_unchanged(name):
+    """Saved after training and trace_minmax(aggressive=False); the .npz holds the values then.
+    layout_v1.keras: by commit 0c3ed79 (min, max, calibrated, saturate, fw_k/i/f, beta, ebops one variable
+    each). layout_v2.keras: by 08a9453 (minmax, fw_mode = [calibrated, saturate], fw_kif = [k, i, f]; finetune's
+    optimizer state with the bitwidths' Adam moments packed), saved by tests/data/make_layout_v2.py."""
+    model = keras.saving.load_model(os.path.join(DATA, f"{name}.keras"))
+    expected = np.load(os.path.join(DATA, f"{name}.npz"))
     np.testing.assert_array_equal(model.predict(expected["x"], verbose=0), expected["y"])
     for layer in h_layers(model):
         assert layer.beta == expected[f"{layer.name}/beta"] and layer.ebops == expected[f"{layer.name}/ebops"]
@@ -32,6 +35,9 @@ def test_a_file_saved_with_separate_state_variables_loads_unchanged():
     assert sum(layer.ebops for layer in h_layers(model)) > 0
     assert traced_overflow_is_wrap(model) is False  # saved with SAT
     np.testing.assert_array_equal(hr.to_proxy_model(model).predict(expected["x"], verbose=0), expected["y"])
+    if name == "layout_v2":  # finetune's optimizer state came along: training goes on from it
+        assert int(model.optimizer.iterations) == 8
+        assert all(np.any(np.asarray(pack.velocity) > 0) for pack in model.optimizer._packs)
 
 
 def _quantizer(shape, **config):
@@ -57,23 +63,23 @@ def test_a_quantizer_of_unknown_feature_dims_loads_its_old_range():
     assert not q.has_firmware_state
     q.load_own_variables(old)
     np.testing.assert_array_equal(ops.convert_to_numpy(q.fbw), old["0"])
-    np.testing.assert_array_equal(ops.convert_to_numpy(q.minmax), np.stack([old["1"], old["2"]]))
+    np.testing.assert_array_equal(ops.convert_to_numpy(q.minmax), np.stack([old["1"], old["2"], np.zeros((1, 1, 1))]))
 
 
 def test_a_store_of_another_layout_is_refused_naming_the_layer():
     q = HQuantizer({"init_bw": 3}, "activation", owner="dense_7")
     q.build((None, 4))
-    with pytest.raises(ValueError, match=r"Layer 'dense_7' \(activation quantizer\).*expected 4 variables"):
+    with pytest.raises(ValueError, match=r"Layer 'dense_7' \(activation quantizer\).*expected 3 variables"):
         q.load_own_variables({str(j): np.zeros((1, 4), "float32") for j in range(6)})
 
 
 def test_state_variables_per_h_layer():
-    """The cost of quantize is mostly variable creation: the output quantizer makes 4 (was 8), the layer 1
-    besides Dense+BatchNorm's 6 (was 2)."""
+    """The cost of quantize is mostly variable creation, and each is a state array of every JAX training step:
+    the output quantizer makes 3 (was 8), the layer 1 besides Dense+BatchNorm's 6 (was 2)."""
     L = keras.layers
     q = hr.quantize(keras.Sequential([L.Input((4,)), L.Dense(5), L.BatchNormalization(), L.ReLU()]))
     layer = next(layer for layer in h_layers(q) if type(layer).__name__ == "HDenseBatchNorm")
-    assert [v.name for v in own_variables(layer.paq)] == ["fbw", "minmax", "fw_mode", "fw_kif"]
+    assert [v.name for v in own_variables(layer.paq)] == ["fbw", "minmax", "fw_kif"]
     assert [v.name for v in own_variables(layer)] == ["kernel", "bias", "bn_gamma", "bn_beta", "moving_mean",
                                                       "moving_variance", "beta_ebops"]
 

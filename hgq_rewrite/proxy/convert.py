@@ -105,7 +105,7 @@ def traced_overflow_is_wrap(model):
     """True (WRAP) or False (SAT): the overflow the calibrated HGQ model emulates; None if not calibrated."""
     for layer in walk_layers(model):
         if isinstance(layer, HLayerBase) and layer.paq.is_traced():
-            return not bool(ops.convert_to_numpy(layer.paq.saturate) > 0)
+            return not layer.paq.saturates()
     return None
 
 

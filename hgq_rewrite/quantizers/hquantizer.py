@@ -9,7 +9,7 @@ from keras import ops
 from .config import activation_config, check_granularity_rank, kernel_config
 from .fixed_point import quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
-from .saved_layouts import load_older_layout
+from .saved_layouts import load_older_state
 
 LN2 = math.log(2.0)
 _TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
@@ -188,10 +188,12 @@ class HQuantizer(keras.layers.Layer):
             constraint=ClipBits(*self.config["bw_clip"]),
         )
         if self.is_activation:
-            # [min, max]: reduced over all replicas in _record, so every replica holds the same value;
-            # it starts empty (+inf / -inf, as after reset_minmax)
-            self.minmax = self.add_weight(name="minmax", shape=(2, *self.bw_shape), trainable=False,
-                                          initializer=Filled([np.inf, -np.inf]), aggregation=REPLICATED)
+            # [min, max, calibrated]: the range, reduced over all replicas in _record, so every replica holds
+            # the same value; it starts empty (+inf / -inf, as after reset_minmax). calibrated (every element
+            # alike) is 1 after trace_minmax, and 0 again once a training step records a range: one variable
+            # written once per step (each variable is a state array Keras hands in and out of every JAX step)
+            self.minmax = self.add_weight(name="minmax", shape=(3, *self.bw_shape), trainable=False,
+                                          initializer=Filled([np.inf, -np.inf, 0.0]), aggregation=REPLICATED)
             self._build_firmware_state(shape)
 
     def _build_firmware_state(self, shape):
@@ -200,25 +202,23 @@ class HQuantizer(keras.layers.Layer):
         self.has_firmware_state = all(s is not None for s in fw_shape)
         if not self.has_firmware_state:
             return  # unknown feature dims: no per-element formats, so no firmware emulation (nor export)
-        state = dict(trainable=False, aggregation=REPLICATED, initializer=Filled(0.0))
-        # [calibrated, saturate]: calibrated is 1 after trace_minmax, set back to 0 by the first training
-        # step that records ranges; saturate is the overflow, 0 WRAP, 1 SAT
-        self.fw_mode = self.add_weight(name="fw_mode", shape=(2,), **state)
-        self.fw_kif = self.add_weight(name="fw_kif", shape=(3, *fw_shape), **state)  # the format: [k, i, f]
+        # [k, i, f, saturate]: the format, and its overflow (every element alike: 0 WRAP, 1 SAT)
+        self.fw_kif = self.add_weight(name="fw_kif", shape=(4, *fw_shape), trainable=False, aggregation=REPLICATED,
+                                      initializer=Filled(0.0))
 
     # read-only views of the packed state (tensors)
     min = property(lambda self: self.minmax[0], doc="Smallest recorded output (per bitwidth group).")
     max = property(lambda self: self.minmax[1], doc="Largest recorded output (per bitwidth group).")
-    calibrated = property(lambda self: self.fw_mode[0], doc="1 while the firmware format is in use, else 0.")
-    saturate = property(lambda self: self.fw_mode[1], doc="Overflow of the firmware format: 1 SAT, 0 WRAP.")
+    calibrated = property(lambda self: self.minmax[2], doc="1 while the firmware format is in use, else 0 (per group).")
+    saturate = property(lambda self: self.fw_kif[3], doc="Overflow of the firmware format: 1 SAT, 0 WRAP (per element).")
     fw_k = property(lambda self: self.fw_kif[0], doc="Sign bits of the firmware format.")
     fw_i = property(lambda self: self.fw_kif[1], doc="Integer bits of the firmware format.")
     fw_f = property(lambda self: self.fw_kif[2], doc="Fractional bits of the firmware format.")
 
     def load_own_variables(self, store):
-        """Also load files saved with min/max and the firmware state as separate variables, or saved before
-        the firmware state existed (left uncalibrated); any other layout is refused naming the owning layer."""
-        if self.is_activation and load_older_layout(self, store, self._older_layouts()):
+        """Also load the layouts earlier versions saved (see `load_older_state`); any other layout is refused
+        naming the owning layer."""
+        if self.is_activation and load_older_state(self, store):
             return
         try:
             super().load_own_variables(store)
@@ -227,13 +227,6 @@ class HQuantizer(keras.layers.Layer):
                 f"Layer {self.owner!r} ({self.role} quantizer): {e}. The file does not match this layer's "
                 "quantizer; load it with the model code that saved it, or quantize the float model again."
             ) from None
-
-    def _older_layouts(self):
-        if not self.has_firmware_state:
-            return [[(self.minmax, 2)]]
-        separate = [(self.minmax, 2), (self.fw_mode, 2), (self.fw_kif, 3)]
-        no_firmware_state = [(self.minmax, 2), (self.fw_mode, 0), (self.fw_kif, 0)]
-        return [separate, no_firmware_state]
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None):
@@ -244,9 +237,7 @@ class HQuantizer(keras.layers.Layer):
         if not training and self.is_activation and self.has_firmware_state and not self.record_minmax:
             out = ops.where(self.calibrated > 0, self.firmware_quantize(x), xq)
         if self.is_activation and (training or self.record_minmax):
-            self._record(xq)
-            if training and self.has_firmware_state:
-                self._uncalibrate()  # ranges from training are not a calibration
+            self._record(xq)  # drops the calibration: ranges from training are not one
         return out
 
     def _train_quantize(self, x, fbw):
@@ -292,18 +283,21 @@ class HQuantizer(keras.layers.Layer):
                 "calibrated. Give the model an Input with a full shape."
             )
         fw_shape = self.fw_kif.shape[1:]
-        self.fw_kif.assign(np.stack([np.broadcast_to(np.asarray(v, dtype="float32"), fw_shape) for v in kif]))
-        self.fw_mode.assign([1.0, 1.0 if saturate else 0.0])
+        rows = [*kif, 1.0 if saturate else 0.0]
+        self.fw_kif.assign(np.stack([np.broadcast_to(np.asarray(v, dtype="float32"), fw_shape) for v in rows]))
+        minmax = np.array(ops.convert_to_numpy(self.minmax))
+        minmax[2] = 1.0
+        self.minmax.assign(minmax)
 
-    def _uncalibrate(self):
-        """calibrated = 0, the overflow mode kept (graph-safe)."""
-        self.fw_mode.assign(self.fw_mode * ops.convert_to_tensor([0.0, 1.0], self.fw_mode.dtype))
+    def saturates(self):
+        """True when the firmware format saturates on overflow (SAT), False when it wraps."""
+        return bool(np.all(ops.convert_to_numpy(self.saturate) > 0))
 
     def emulates(self, kif, saturate):
         """True when the calibrated inference uses format ``kif`` and this overflow mode."""
         if not self.is_traced():
             return False
-        same_mode = bool(ops.convert_to_numpy(self.saturate) > 0) == bool(saturate)
+        same_mode = self.saturates() == bool(saturate)
         stored = (ops.convert_to_numpy(v) for v in (self.fw_k, self.fw_i, self.fw_f))
         return same_mode and all(np.array_equal(a, np.broadcast_to(b, a.shape)) for a, b in zip(stored, kif))
 
@@ -314,19 +308,15 @@ class HQuantizer(keras.layers.Layer):
         self.set_range(ops.minimum(old[0], ops.cast(lo, old.dtype)), ops.maximum(old[1], ops.cast(hi, old.dtype)))
 
     def set_range(self, lo, hi):
-        """Set the recorded range to ``[lo, hi]`` (broadcast to ``bw_shape``; graph-safe)."""
+        """Set the recorded range to ``[lo, hi]`` (broadcast to ``bw_shape``; graph-safe), uncalibrated."""
         lo, hi = (as_shape(ops.cast(v, self.minmax.dtype), self.bw_shape) for v in (lo, hi))
-        self.minmax.assign(ops.stack([lo, hi]))
+        self.minmax.assign(ops.stack([lo, hi, ops.zeros(self.bw_shape, self.minmax.dtype)]))
 
     def reset_minmax(self):
-        """Forget the recorded range (+inf / -inf) and any calibration (eager: from numpy, one assign each, as
+        """Forget the recorded range (+inf / -inf) and any calibration (eager: from numpy, one assign, as
         `ResetMinMax` runs it after every epoch)."""
-        empty = np.stack([np.full(self.bw_shape, np.inf), np.full(self.bw_shape, -np.inf)])
+        empty = np.stack([np.full(self.bw_shape, np.inf), np.full(self.bw_shape, -np.inf), np.zeros(self.bw_shape)])
         self.minmax.assign(empty.astype(self.minmax.dtype))
-        if self.has_firmware_state:
-            mode = ops.convert_to_numpy(self.fw_mode)
-            if mode[0] != 0:
-                self.fw_mode.assign(np.array([0.0, mode[1]], mode.dtype))
 
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (eager).
@@ -348,7 +338,7 @@ class HQuantizer(keras.layers.Layer):
 
     def is_traced(self):
         """True after ``trace_minmax``, until a training step records new ranges."""
-        return self.has_firmware_state and bool(ops.convert_to_numpy(self.calibrated) > 0) and self.has_ranges()
+        return self.has_firmware_state and bool(np.all(ops.convert_to_numpy(self.calibrated) > 0)) and self.has_ranges()
 
     def activation_kif(self, exact=False):
         """(k, i, f) tensors of shape ``bw_shape`` for the recorded range.
