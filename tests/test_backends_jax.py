@@ -172,8 +172,9 @@ def test_small_convolutions_take_tap_gradients_with_the_same_values(filters, str
         np.testing.assert_allclose(g, g0, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("sliced", [False, True])
 @pytest.mark.parametrize("shape, pool_size", [((3, 9, 7, 2), (2, 2)), ((2, 10, 3), (3,)), ((2, 9, 9, 2), (3, 2))])
-def test_phase_max_pool_gradient_equals_xla_gradient_ties_included(shape, pool_size):
+def test_phase_max_pool_gradient_equals_xla_gradient_ties_included(shape, pool_size, sliced):
     import jax
 
     from hgq_rewrite.layers.pool_gradient import phase_max_pool
@@ -182,7 +183,7 @@ def test_phase_max_pool_gradient_equals_xla_gradient_ties_included(shape, pool_s
     x = (np.round(rng.normal(size=shape) * 2) / 2).astype("float32")  # on a coarse grid: many tied maxima
     z, pull = jax.vjp(lambda x: ops.max_pool(x, pool_size, pool_size, "valid", "channels_last"), x)
     dz = rng.normal(size=z.shape).astype("float32")
-    pz, phase_pull = jax.vjp(lambda x: phase_max_pool(x, pool_size), x)
+    pz, phase_pull = jax.vjp(lambda x: phase_max_pool(x, pool_size, sliced=sliced), x)
     np.testing.assert_array_equal(np.asarray(pz), np.asarray(z))
     np.testing.assert_array_equal(np.asarray(phase_pull(dz)[0]), np.asarray(pull(dz)[0]))
 

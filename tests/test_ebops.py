@@ -104,3 +104,36 @@ def test_pooling_ignores_always_zero_elements_like_hls4ml():
     assert k[0] + i[0] + f[0] <= 0 and f[0] > f[1:].max()
     k2, i2, f2 = (np.asarray(m).reshape(-1) for m in pool.output_kif())
     assert (k2[0], i2[0], f2[0]) == (max(k[1:].max(), 0), max(i[1:].max(), 0), max(f[1:].max(), 0))
+
+
+def _first_max_gradient(x, pool_size, dz):
+    """numpy: each window's upstream gradient to its first maximum in row-major order (XLA's rule)."""
+    grad = np.zeros_like(x)
+    out = dz.shape[1:-1]
+    for index in np.ndindex(x.shape[0], *out, x.shape[-1]):
+        b, pos, c = index[0], index[1:-1], index[-1]
+        window = tuple(slice(o * p, o * p + p) for o, p in zip(pos, pool_size))
+        values = x[(b, *window, c)]
+        first = np.unravel_index(np.argmax(values), values.shape)
+        grad[(b, *(o * p + w for o, p, w in zip(pos, pool_size, first)), c)] = dz[index]
+    return grad
+
+
+@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="tf.GradientTape (JAX: test_backends_jax.py)")
+@pytest.mark.parametrize("shape, pool_size", [((3, 9, 7, 2), (2, 2)), ((2, 10, 3), (3,))])
+def test_bit_maps_pool_from_their_phases_with_the_first_maximum_gradient(shape, pool_size):
+    """Bit maps (integers: ties everywhere) pool from the phases: TensorFlow's values, one gradient rule on
+    every backend."""
+    import tensorflow as tf
+
+    from hgq_rewrite.layers.pool_gradient import phase_max_pool
+
+    rng = np.random.default_rng(8)
+    x = tf.constant(rng.integers(-2, 3, size=shape).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = phase_max_pool(x, pool_size, sliced=True)
+        dz = tf.constant(rng.normal(size=z.shape).astype("float32"))
+        total = tf.reduce_sum(z * dz)
+    np.testing.assert_array_equal(z.numpy(), keras.ops.max_pool(x, pool_size, pool_size, "valid").numpy())
+    np.testing.assert_array_equal(tape.gradient(total, x).numpy(), _first_max_gradient(x.numpy(), pool_size, dz.numpy()))

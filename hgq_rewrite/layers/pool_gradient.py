@@ -6,9 +6,12 @@ phases (the strided slices ``x[:, a::p, b::p]``), compared with the pooled maxim
 back; 0.03-0.40x XLA's time at every measured size (`benchmarks/xla_gradients.py`). An HGQ model
 needs that gradient in front of its first layer where the float model does not (the input
 quantizer's bits). The gradient goes, as ``select_and_scatter``'s does, to the first maximum of each
-window in row-major order; the forward pass is the backend's pooling.
+window in row-major order; the forward pass is the backend's pooling, or (``sliced``) the maximum
+of the phases: for the small bit maps of the EBOPs estimate, where TensorFlow's pooling op costs
+~0.1 ms whatever its size (oneDNN), more than the slices and their maximum.
 """
 
+import functools
 import itertools
 
 from keras import backend, ops
@@ -16,10 +19,14 @@ from keras import backend, ops
 from ..quantizers.hquantizer import custom_gradient
 
 
+def windows_do_not_overlap(pool_size, strides, padding):
+    """True when each input element is in at most one window (what `phase_max_pool` computes)."""
+    return padding == "valid" and tuple(pool_size) == tuple(strides)
+
+
 def uses_phases(pool_size, strides, padding):
-    """True when `phase_max_pool` should compute this pooling's gradient: JAX, windows that do not overlap."""
-    return (backend.backend() == "jax" and padding == "valid"
-            and tuple(pool_size) == tuple(strides))
+    """True when `phase_max_pool` should compute a data pooling's gradient: JAX, windows that do not overlap."""
+    return backend.backend() == "jax" and windows_do_not_overlap(pool_size, strides, padding)
 
 
 def _interleave(parts, pool_size):
@@ -36,21 +43,31 @@ def _interleave(parts, pool_size):
     return parts[0]
 
 
-def phase_max_pool(x, pool_size):
-    """``ops.max_pool(x, pool_size, pool_size, "valid")`` (channels last) with an element-wise gradient."""
+def _phases(x, pool_size):
+    """The strided slices ``x[:, a::p, b::p]`` (row-major offsets), cropped to whole windows."""
+    out = tuple(n // p for n, p in zip(x.shape[1:-1], pool_size))
+    for offset in itertools.product(*(range(p) for p in pool_size)):
+        yield x[(slice(None), *(slice(o, o + n * p, p) for o, n, p in zip(offset, out, pool_size)))]
+
+
+def phase_max_pool(x, pool_size, sliced=False):
+    """``ops.max_pool(x, pool_size, pool_size, "valid")`` (channels last) with an element-wise gradient;
+    ``sliced``: the forward pass too from the phases (the same values: a maximum is exact)."""
     pool_size = tuple(pool_size)
 
     @custom_gradient
     def pool(x):
-        z = ops.max_pool(x, pool_size, pool_size, "valid", "channels_last")
+        if sliced:
+            z = functools.reduce(ops.maximum, _phases(x, pool_size))
+        else:
+            z = ops.max_pool(x, pool_size, pool_size, "valid", "channels_last")
 
         def gradient(dz):
             out = tuple(z.shape[1:-1])
             taken = None
             parts = []
-            for offset in itertools.product(*(range(p) for p in pool_size)):
-                index = (slice(None), *(slice(o, o + n * p, p) for o, n, p in zip(offset, out, pool_size)))
-                hit = ops.equal(x[index], z)
+            for phase in _phases(x, pool_size):
+                hit = ops.equal(phase, z)
                 if taken is not None:
                     hit = ops.logical_and(hit, ops.logical_not(taken))
                 taken = hit if taken is None else ops.logical_or(taken, hit)
