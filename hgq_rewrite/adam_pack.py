@@ -3,8 +3,8 @@
 A quantized model has a bitwidth variable beside every kernel, bias and activation, and each
 variable updated on its own costs backend operations per step: a dozen-odd on TensorFlow, and on
 JAX a kernel or two plus two state arrays that Keras' training loop hands in and out of every
-step in Python (`benchmarks/step_ops.py`; ~2 us per array per step, as much as a small model's
-arithmetic). An `AdamPack` holds Adam's two moments of all of them as two flat vectors and
+step in Python (about 1 us per array per step, `benchmarks/state_arrays.py`; a small model's step
+is a few hundred us). An `AdamPack` holds Adam's two moments of all of them as two flat vectors and
 updates them with one set of element-wise operations on the concatenated gradients. Each element
 goes through the same arithmetic as under Keras' per-variable Adam, with its variable's learning
 rate scale, so the result is the same bit for bit.
@@ -71,7 +71,8 @@ class AdamPack:
         pieces = [delta] if len(flat) == 1 else ops.split(delta, np.cumsum(self.sizes)[:-1].tolist())
         for variable, piece, here in zip(self.variables, pieces, present):
             if here:
-                optimizer.assign_sub(variable, piece if len(variable.shape) == 1 else ops.reshape(piece, variable.shape))
+                shaped = piece if len(variable.shape) == 1 else ops.reshape(piece, variable.shape)
+                optimizer.assign_sub(variable, shaped)
 
 
 def older_moments(optimizer, store, head, is_bitwidth_variable):

@@ -30,7 +30,8 @@ def _model(seed):
     return keras.Model(inp, HDense(3, beta=1e-3, name="d3")(x))
 
 
-@pytest.mark.parametrize("scale, weight_scales", [(1.0, None), (10.0, None), (10.0, {"d2/kernel": 3.0, "d2/bias": 0.5})])
+@pytest.mark.parametrize("scale, weight_scales",
+                         [(1.0, None), (10.0, None), (10.0, {"d2/kernel": 3.0, "d2/bias": 0.5})])
 def test_bitwidth_adam_shares_the_step_size_and_matches_per_variable_adam(scale, weight_scales):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(96, 6)).astype("float32")
