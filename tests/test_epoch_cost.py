@@ -171,3 +171,18 @@ def test_bitwidth_adam_loads_the_state_earlier_versions_saved(layout):
     assert int(ours.iterations) == 4
     for v, r in zip(our_vars, reference_vars):
         np.testing.assert_array_equal(np.asarray(v), np.asarray(r))
+
+
+def test_bitwidth_adam_skips_a_state_of_no_known_layout_and_keeps_its_own():
+    """A saved state that is neither the current layout nor an earlier one: Keras' warning naming the optimizer
+    and the counts, and the optimizer's own state (and the store) left as they were."""
+    optimizer, variables = hr.BitwidthAdam(1e-2, bitwidth_lr_scale=10.0), _variables()
+    optimizer.build(variables)
+    optimizer.apply([np.ones(v.shape, "float32") for v in variables], variables)
+    before = [np.array(v) for v in optimizer.variables]
+    store = {str(i): np.zeros((7,), "float32") for i in range(5)}
+    with pytest.warns(UserWarning, match=r"Skipping variable loading for optimizer .*has 4 variables.*has 5"):
+        optimizer.load_own_variables(store)
+    for v, b in zip(optimizer.variables, before):
+        np.testing.assert_array_equal(np.asarray(v), b)
+    assert all(np.array_equal(a, np.zeros((7,), "float32")) for a in store.values())

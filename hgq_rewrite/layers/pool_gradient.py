@@ -57,8 +57,9 @@ def phase_max_pool(x, pool_size, sliced=False):
 
     @custom_gradient
     def pool(x):
+        phases = list(_phases(x, pool_size)) if sliced else None  # the backward pass reuses them
         if sliced:
-            z = functools.reduce(ops.maximum, _phases(x, pool_size))
+            z = functools.reduce(ops.maximum, phases)
         else:
             z = ops.max_pool(x, pool_size, pool_size, "valid", "channels_last")
 
@@ -66,7 +67,7 @@ def phase_max_pool(x, pool_size, sliced=False):
             out = tuple(z.shape[1:-1])
             taken = None
             parts = []
-            for phase in _phases(x, pool_size):
+            for phase in phases or _phases(x, pool_size):
                 hit = ops.equal(phase, z)
                 if taken is not None:
                     hit = ops.logical_and(hit, ops.logical_not(taken))

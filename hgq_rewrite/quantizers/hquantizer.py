@@ -93,6 +93,11 @@ def as_shape(x, shape):
     return x if tuple(x.shape) == tuple(shape) else ops.broadcast_to(x, shape)
 
 
+def all_set(flags):
+    """True when every element of a 0/1 state row (``calibrated``, ``saturate``) is 1 (eager)."""
+    return bool(np.all(ops.convert_to_numpy(flags) > 0))
+
+
 def custom_gradient(forward):
     """``keras.ops.custom_gradient`` for a ``forward(*tensors) -> (value, gradient)`` whose ``gradient`` takes
     the upstream gradient as its one argument (Keras hands it over positionally on TensorFlow and by
@@ -291,7 +296,7 @@ class HQuantizer(keras.layers.Layer):
 
     def saturates(self):
         """True when the firmware format saturates on overflow (SAT), False when it wraps."""
-        return bool(np.all(ops.convert_to_numpy(self.saturate) > 0))
+        return all_set(self.saturate)
 
     def emulates(self, kif, saturate):
         """True when the calibrated inference uses format ``kif`` and this overflow mode."""
@@ -338,7 +343,7 @@ class HQuantizer(keras.layers.Layer):
 
     def is_traced(self):
         """True after ``trace_minmax``, until a training step records new ranges."""
-        return self.has_firmware_state and bool(np.all(ops.convert_to_numpy(self.calibrated) > 0)) and self.has_ranges()
+        return self.has_firmware_state and all_set(self.calibrated) and self.has_ranges()
 
     def activation_kif(self, exact=False):
         """(k, i, f) tensors of shape ``bw_shape`` for the recorded range.
