@@ -33,7 +33,7 @@ class HConvBase(HKernelLayer):
     """
 
     rank = 2
-    tap_gradients = True  # on JAX a small stride-1 kernel may take tap-by-tap gradients (see `conv`)
+    stacked_taps = True  # on JAX a small stride-1 kernel may run as one matmul over its stacked taps (see `conv`)
 
     def __init__(self, kernel_size, strides=1, padding="valid", dilation_rate=1, parallel_factor=1, **kwargs):
         data_format = kwargs.pop("data_format", None)
@@ -61,8 +61,9 @@ class HConvBase(HKernelLayer):
         return ops.conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
 
     def conv(self, x, kernel):
-        """The layer's convolution of a batch: on JAX small kernels take tap-by-tap gradients (`conv_gradient`)."""
-        if self.tap_gradients and uses_taps(kernel.shape, self.strides):
+        """The layer's convolution of a batch: on JAX small kernels run as a matmul over their stacked taps
+        (`conv_gradient`), forward and gradients."""
+        if self.stacked_taps and uses_taps(x.shape, kernel.shape, self.strides):
             return tap_conv(x, kernel, self.padding, self.dilation_rate)
         return self.plain_conv(x, kernel)
 
@@ -126,7 +127,7 @@ class HDepthwiseConvND(HConvBase):
     def out_channels(self):
         return self._input_shape[-1] * self.depth_multiplier
 
-    tap_gradients = False  # `tap_conv` contracts over input channels; a depthwise kernel does not
+    stacked_taps = False  # `tap_conv` contracts over input channels; a depthwise kernel does not
 
     def plain_conv(self, x, kernel):
         return ops.depthwise_conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
