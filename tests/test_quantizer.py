@@ -35,7 +35,7 @@ def test_gradients_straight_through_and_bit_surrogate():
     gf = tape.gradient(total, q.fbw)
     np.testing.assert_allclose(gx.numpy(), np.ones_like(x.numpy()))
     xq = np.floor(x.numpy() * 2 + 0.5) / 2
-    expected = -math.log(2) * (xq - x.numpy()).sum(axis=0, keepdims=True)  # shared over the batch
+    expected = -math.log(2) * (xq - x.numpy()).sum(axis=0, keepdims=True) + q.config["l1"]  # shared over the batch
     np.testing.assert_allclose(gf.numpy(), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(y.numpy(), xq)  # training forward value is exactly x_q
 
@@ -61,7 +61,8 @@ def test_kernel_granularity_shapes_and_gradient_sums_over_shared(granularity, bw
     f = np.round(q.fbw.numpy())
     delta = np.floor(w.numpy() * 2.0**f + 0.5) / 2.0**f - w.numpy()
     axes = tuple(a for a in range(2) if bw_shape[a] == 1)
-    np.testing.assert_allclose(g, -math.log(2) * delta.sum(axis=axes, keepdims=True), rtol=1e-5, atol=1e-6)
+    expected = -math.log(2) * delta.sum(axis=axes, keepdims=True) + q.config["l1"]
+    np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_minmax_recorded_in_training_only_and_reset():
@@ -126,11 +127,17 @@ def test_bad_config_fields_are_named():
         HQuantizer({"rounding": "UP"}, "kernel")
 
 
-def test_l1_regulariser_and_clip():
-    q = make(shape=(None, 2), init_bw=30, l1=0.5, bw_clip=(-4, 8))
-    assert np.isclose(float(q.losses[0]), 0.5 * 60)
+@pytest.mark.parametrize("role", ["activation", "kernel"])
+def test_l1_adds_to_every_bit_gradient_and_clip(role):
+    """``l1`` is the gradient of ``l1 * sum(f)``: added to each bitwidth's gradient in training (no loss term)."""
+    q = make(role, shape=(3, 2), init_bw=30, l1=0.5, bw_clip=(-4, 8))
+    x = tf.constant(np.random.default_rng(1).normal(size=(3, 2)), "float32")
+    with tf.GradientTape() as tape:
+        total = 0.0 * ops.sum(q(x, training=True))
+    np.testing.assert_array_equal(tape.gradient(total, q.fbw).numpy(), np.full(q.bw_shape, 0.5))
+    assert not q.losses
     q.fbw.assign(q.fbw.constraint(q.fbw))
-    np.testing.assert_array_equal(q.fbw.numpy(), [[8, 8]])
+    np.testing.assert_array_equal(q.fbw.numpy(), np.full(q.bw_shape, 8.0))
 
 
 def test_defaults_change_globally_and_per_layer():

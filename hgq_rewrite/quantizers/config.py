@@ -11,7 +11,8 @@ A quantizer config is a plain dict:
 - ``rounding``: ``"RND"`` (half up), ``"TRN"`` (floor) or ``"RND_CONV"``.
 - ``bw_clip``: (min, max) clip of the fractional bits (finite, min <= max).
 - ``trainable``: whether the bits are trained (a bool; the string "false" is refused).
-- ``l1``: strength of the bit-count regulariser ``l1 * sum(f)`` (finite, >= 0).
+- ``l1``: strength of the bit-count penalty ``l1 * sum(f)`` (finite, >= 0): added to every bitwidth's
+  gradient in training; not a term of the logged loss.
 - ``prune_margin`` (kernels only): bits below a weight's float magnitude down to which the EBOPs
   penalty keeps lowering its fractional bits once it rounds to zero (finite, >= 0; 0 stops at the
   rounding threshold). A pruned weight then has to grow about ``2**prune_margin`` times to come back.

@@ -189,7 +189,6 @@ class HQuantizer(keras.layers.Layer):
             shape=self.bw_shape,
             initializer=Filled(self.config["init_bw"]),
             trainable=bool(self.config["trainable"]),
-            regularizer=BitsL1(self.config["l1"]) if self.config["l1"] else None,
             constraint=ClipBits(*self.config["bw_clip"]),
         )
         if self.is_activation:
@@ -247,9 +246,12 @@ class HQuantizer(keras.layers.Layer):
 
     def _train_quantize(self, x, fbw):
         """``(xq, out)``: ``x`` on its grid (no gradient), and the same value with the training gradients:
-        d/dx = 1 (straight through), d/dfbw = -ln2 * (xq - x) summed over the shared axes. One op with a
-        gradient of its own: the same arithmetic written with stop_gradient costs several ops per step."""
-        axes = self.axes
+        d/dx = 1 (straight through), d/dfbw = -ln2 * (xq - x) summed over the shared axes, plus ``l1`` (the
+        gradient of the bit-count penalty ``l1 * sum(f)``, added here rather than as a loss term: a
+        regulariser costs a read, a sum and a product of every bitwidth variable per step, and is the same
+        constant). One op with a gradient of its own: the same arithmetic written with stop_gradient costs
+        several ops per step."""
+        axes, l1 = self.axes, self.config["l1"]
 
         @custom_gradient
         def quantize_with_bit_gradient(x, fbw):
@@ -257,7 +259,8 @@ class HQuantizer(keras.layers.Layer):
 
             def gradient(upstream):
                 g_fbw = upstream * (xq - x) * -LN2
-                return upstream, ops.sum(g_fbw, axis=axes, keepdims=True) if axes else g_fbw
+                g_fbw = ops.sum(g_fbw, axis=axes, keepdims=True) if axes else g_fbw
+                return upstream, g_fbw + l1 if l1 else g_fbw
 
             return xq, gradient
 
