@@ -101,11 +101,12 @@ class HEinsumDense(HKernelLayer):
     def compute_output_shape(self, input_shape):
         return self.full_output_shape(tuple(input_shape))
 
-    def quantize_bias(self, bias):
-        """The bias in Keras' shape, on the finest output grid of the outputs it is added to."""
+    def quantize_bias(self, bias, output_fbw=None):
+        """The bias in Keras' shape, on the finest output grid of the outputs it is added to (``output_fbw``:
+        the output bitwidths as read for the training call)."""
         shape = self.bias_shape
         bias = ops.reshape(bias, shape)
-        f = ops.round(self.paq.fbw)
+        f = ops.round(self.paq.fbw if output_fbw is None else output_fbw)
         f = ops.max(f, axis=tuple(range(len(f.shape) - len(shape))))
         shared = tuple(j for j, size in enumerate(shape) if size == 1)
         if shared:

@@ -114,23 +114,29 @@ class HKernelLayer(HLayerBase):
         """The inference kernel of `folded_kernel_bias` alone."""
         return self.kernel
 
-    def quantize_bias(self, bias):
-        f = self.paq.max_fraction_bits(keep_axis=-1)
+    def quantize_bias(self, bias, output_fbw=None):
+        """``bias`` on the finest grid of its output channel (``output_fbw``: the output bitwidths as read
+        for the training call)."""
+        f = self.paq.max_fraction_bits(keep_axis=-1, fbw=output_fbw)
         bias = read(bias)
         return bias + ops.stop_gradient(round_to_grid(bias, f) - bias)
 
     def call(self, x, training=None):
         kernel, bias = self.folded_kernel_bias(x, training)
-        qkernel = self.kq(kernel, training=training)
+        # in training every variable is read once and its uses share the read (a read is an op of the step)
+        kernel = read(kernel) if training else kernel
+        kfbw, pfbw = (read(self.kq.fbw), read(self.paq.fbw)) if training else (None, None)
+        qkernel = self.kq(kernel, training=training, fbw=kfbw)
         z = self.apply_kernel(x, qkernel)
         if bias is not None:
-            z = z + self.quantize_bias(bias)
+            z = z + self.quantize_bias(bias, pfbw)
         if self.activation_name == "relu":
             z = ops.relu(z)
-        y = self.paq(z, training=training)
+        y = self.paq(z, training=training, fbw=pfbw)
         # the EBOPs estimate counts the bits of the inference kernel: the one just quantized unless the
         # training call folded batch statistics into it
-        self._train_ebops(training, qkernel=None if self.folds_batch_statistics(training) else qkernel)
+        inference_kernel = {} if self.folds_batch_statistics(training) else dict(qkernel=qkernel, kernel=kernel)
+        self._train_ebops(training, kernel_fbw=kfbw, **inference_kernel)
         return y
 
     def folds_batch_statistics(self, training):
@@ -158,18 +164,21 @@ class HKernelLayer(HLayerBase):
     def has_cost(self):
         return True
 
-    def kernel_bits(self, exact, qkernel=None):
-        """Bits of each inference weight; ``qkernel``: the quantized inference kernel, if known."""
+    def kernel_bits(self, exact, qkernel=None, kernel=None, kernel_fbw=None):
+        """Bits of each inference weight; known from the training call, if given: the quantized inference kernel
+        ``qkernel``, its float values ``kernel`` and the kernel bitwidths ``kernel_fbw``."""
         if exact:
             return self.kq.kernel_bits(self.qkernel, exact=True)
-        kernel = self.folded_kernel()
+        if kernel is None:
+            kernel = self.folded_kernel()
         if qkernel is None:
             qkernel = self.kq(kernel, training=False)  # the value of the training quantizer's output
-        return self.kq.kernel_bits(qkernel, values=kernel)  # float values: the pruning margin's gradient
+        # float values: the pruning margin's gradient
+        return self.kq.kernel_bits(qkernel, values=kernel, fbw=kernel_fbw)
 
-    def ebops_of_call(self, input_maps, exact, qkernel=None):
+    def ebops_of_call(self, input_maps, exact, **known):
         b_in = bits_of(input_maps[0])
-        return self.bit_products(b_in, self.kernel_bits(exact, qkernel))
+        return self.bit_products(b_in, self.kernel_bits(exact, **known))
 
     def bit_products(self, b_in, b_kernel):
         """Σ b_in·b_w over the multiplies instantiated in hardware."""

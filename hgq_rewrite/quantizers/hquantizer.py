@@ -233,9 +233,11 @@ class HQuantizer(keras.layers.Layer):
             ) from None
 
     # -- forward ---------------------------------------------------------------------------------
-    def call(self, x, training=None):
+    def call(self, x, training=None, fbw=None):
+        """``fbw``: the bitwidths as read once for the whole training call of the owning layer (its other
+        uses of them share that read: on TensorFlow each read is an op of the step); default: read here."""
         if training:
-            xq, out = self._train_quantize(x, read(self.fbw))
+            xq, out = self._train_quantize(x, read(self.fbw) if fbw is None else fbw)
         else:
             xq = out = self._grid_quantize(x, ops.round(self.fbw))
         if not training and self.is_activation and self.has_firmware_state and not self.record_minmax:
@@ -384,22 +386,29 @@ class HQuantizer(keras.layers.Layer):
         i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
         return k, i, ste_round(fbw)
 
-    def kernel_bits(self, q, exact=False, values=None):
+    def kernel_bits(self, q, exact=False, values=None, fbw=None):
         """Bits of each (quantized) weight, no sign bit: differentiable estimate or exact span.
 
         ``values``: the float weights ``q`` was quantized from. With them, the estimate keeps its
         value but its gradient keeps pushing a weight's fractional bits down until they are
         ``prune_margin`` bits below its float magnitude (see `_int_bits`), so a weight that has just
         rounded to zero is pushed on past the rounding threshold instead of flickering back.
+        ``fbw``: the bitwidths as read for the training call (see `call`).
         """
         if exact:
             return ops.convert_to_tensor(significant_bits(ops.convert_to_numpy(q)).astype("float32"))
-        f = ste_round(self.fbw)
-        bits = ops.relu(self._int_bits(q) + f)
+        int_bits = self._int_bits(q)
         margin = self.config["prune_margin"]
-        if values is not None and margin > 0:
-            reach = ops.relu(self._int_bits(values) + f + margin)
-            bits = ops.stop_gradient(bits) + reach - ops.stop_gradient(reach)
+        # the gradient reaches f while the bits, or with the float values the bits down to the margin, are > 0
+        reach = self._int_bits(values) + margin if values is not None and margin > 0 else int_bits
+
+        @custom_gradient
+        def estimate(fbw):
+            f = ops.round(fbw)
+            pushed = ops.cast(reach + f > 0, fbw.dtype)
+            return ops.relu(int_bits + f), lambda upstream: upstream * pushed
+
+        bits = estimate(read(self.fbw) if fbw is None else fbw)
         return bits if tuple(bits.shape) == tuple(q.shape) else bits * ops.ones_like(q)
 
     def _int_bits(self, w):
@@ -409,9 +418,9 @@ class HQuantizer(keras.layers.Layer):
             a = ops.max(a, axis=self.axes, keepdims=True)
         return ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
 
-    def max_fraction_bits(self, keep_axis=-1):
-        """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this)."""
-        f = ops.round(self.fbw)
+    def max_fraction_bits(self, keep_axis=-1, fbw=None):
+        """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this); ``fbw`` as in `call`."""
+        f = ops.round(self.fbw if fbw is None else fbw)
         rank = len(self.bw_shape)
         axes = tuple(a for a in range(rank) if a != keep_axis % rank)
         return ops.max(f, axis=axes)
