@@ -2,16 +2,16 @@
 
 ``MEASURED_EPOCH_S`` holds the median epoch time (seconds) of the benchmark models fine-tuned the way
 `finetune` does it, per backend and task: ``benchmarks/epoch_cost.py``, raw data in
-``benchmarks/results/epoch_cost_versions.json`` (runs ``"tensorflow"`` and ``"jax"``, version ``"now"``:
-medians of 3 runs of 9 rounds on 2 CPU cores, the two backends measured one after the other, not
-interleaved). See ``docs/backends.md``.
+``benchmarks/results/epoch_cost_versions.json`` (runs ``"tensorflow_session16"`` and ``"jax_session16"``,
+version ``"now"``: medians of 3 runs of 9 rounds on 2 CPU cores, the two backends measured one after the
+other, not interleaved). See ``docs/backends.md``.
 """
 
 import keras
 
 MEASURED_EPOCH_S = {
-    "tensorflow": {"digits28": 0.277, "mnist1d": 0.288, "jets": 0.561},
-    "jax": {"digits28": 0.063, "mnist1d": 0.069, "jets": 0.091},
+    "tensorflow": {"digits28": 0.218, "mnist1d": 0.212, "jets": 0.347},
+    "jax": {"digits28": 0.045, "mnist1d": 0.050, "jets": 0.108},
 }
 INSTALL = {"jax": "pip install 'hgq_rewrite[jax]'", "tensorflow": "pip install tensorflow"}
 
