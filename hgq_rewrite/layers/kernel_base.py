@@ -172,7 +172,7 @@ class HKernelLayer(HLayerBase):
         if kernel is None:
             kernel = self.folded_kernel()
         if qkernel is None:
-            qkernel = self.kq(kernel, training=False)  # the value of the training quantizer's output
+            qkernel = self.kq(kernel, training=False, fbw=kernel_fbw)  # the value of the training quantizer's output
         # float values: the pruning margin's gradient
         return self.kq.kernel_bits(qkernel, values=kernel, fbw=kernel_fbw)
 

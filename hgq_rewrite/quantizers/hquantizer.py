@@ -236,10 +236,11 @@ class HQuantizer(keras.layers.Layer):
     def call(self, x, training=None, fbw=None):
         """``fbw``: the bitwidths as read once for the whole training call of the owning layer (its other
         uses of them share that read: on TensorFlow each read is an op of the step); default: read here."""
+        fbw = read(self.fbw) if fbw is None else fbw
         if training:
-            xq, out = self._train_quantize(x, read(self.fbw) if fbw is None else fbw)
+            xq, out = self._train_quantize(x, fbw)
         else:
-            xq = out = self._grid_quantize(x, ops.round(self.fbw))
+            xq = out = self._grid_quantize(x, ops.round(fbw))
         if not training and self.is_activation and self.has_firmware_state and not self.record_minmax:
             out = ops.where(self.calibrated > 0, self.firmware_quantize(x), xq)
         if self.is_activation and (training or self.record_minmax):
