@@ -54,6 +54,48 @@ def test_conv_ebops_scale_with_parallel_factor():
     assert conv.set_exact_ebops() == pytest.approx(sum(per_position) * 3 / 9)
 
 
+def _conv_bit_products_by_position(b_in, b_kernel, strides, padding, dilation, depthwise):
+    """Σ over output positions of the bits each multiply meets, written out position by position (numpy)."""
+    rank = b_in.ndim - 2
+    ks = b_kernel.shape[:rank]
+    x = b_in[0]
+    if padding == "same":
+        pads = []
+        for n, k, s, d in zip(x.shape[:-1], ks, strides, dilation):
+            total = max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        x = np.pad(x, [*pads, (0, 0)])
+    out = [(n - d * (k - 1) - 1) // s + 1 for n, k, s, d in zip(x.shape[:-1], ks, strides, dilation)]
+    total = 0.0
+    for pos in np.ndindex(*out):
+        for tap in np.ndindex(*ks):
+            where = tuple(p * s + t * d for p, t, s, d in zip(pos, tap, strides, dilation))
+            w = b_kernel[tap]  # (in, out) or (in, multiplier)
+            total += float((x[where][:, None] * w).sum())
+    return total
+
+
+@pytest.mark.parametrize("rank, strides, padding, dilation, depthwise", [
+    (2, (1, 1), "valid", (1, 1), False), (2, (2, 1), "same", (1, 1), False), (2, (1, 1), "same", (2, 2), False),
+    (2, (2, 2), "valid", (1, 1), False), (1, (3,), "same", (1,), False), (2, (1, 1), "same", (1, 1), True),
+    (1, (2,), "valid", (2,), True),
+])
+def test_conv_bit_products_equal_the_multiplies_position_by_position(rank, strides, padding, dilation, depthwise):
+    from hgq_rewrite.layers import HConv1D, HDepthwiseConv1D, HDepthwiseConv2D
+
+    spatial, ks = (7, 6)[:rank], (3, 2)[:rank]
+    cls = {(1, False): HConv1D, (2, False): HConv2D, (1, True): HDepthwiseConv1D, (2, True): HDepthwiseConv2D}
+    args = dict(kernel_size=ks, strides=strides, padding=padding, dilation_rate=dilation, parallel_factor=5)
+    layer = cls[rank, depthwise](**args) if depthwise else cls[rank, depthwise](3, **args)
+    layer.build((None, *spatial, 2))
+    rng = np.random.default_rng(rank)
+    b_in = rng.integers(0, 9, size=(1, *spatial, 2)).astype("float32")
+    b_kernel = rng.integers(0, 6, size=layer.kernel.shape).astype("float32")
+    positions = np.prod(layer.output_spatial(layer._input_shape))
+    expected = _conv_bit_products_by_position(b_in, b_kernel, strides, padding, dilation, depthwise) * 5 / positions
+    assert float(keras.ops.convert_to_numpy(layer.bit_products(b_in, b_kernel))) == pytest.approx(expected, rel=1e-6)
+
+
 def _traced_kif(layer_fn, shape, data):
     inp = keras.Input(shape)
     q = HQuantize(paq_conf={"init_bw": 2}, name="q")
