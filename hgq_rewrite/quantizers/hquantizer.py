@@ -234,9 +234,10 @@ class HQuantizer(keras.layers.Layer):
 
     # -- forward ---------------------------------------------------------------------------------
     def call(self, x, training=None, fbw=None):
-        """``fbw``: the bitwidths as read once for the whole training call of the owning layer (its other
-        uses of them share that read: on TensorFlow each read is an op of the step); default: read here."""
-        fbw = read(self.fbw) if fbw is None else fbw
+        """``fbw``: the bitwidths as the owning layer read them once for its call (its other uses of them
+        share that read: on TensorFlow each read is an op of the step); default: the variable itself."""
+        if fbw is None:
+            fbw = read(self.fbw) if training else self.fbw  # custom gradients take tensors, not variables
         if training:
             xq, out = self._train_quantize(x, fbw)
         else:
