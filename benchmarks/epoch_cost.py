@@ -1,10 +1,12 @@
 """Epoch time of our HGQ model over the float model's, interleaved, on each benchmark task.
 
-The float model is compiled with Adam; our model (``quantize`` of the same float model) the way
-``finetune`` compiles it (`BitwidthAdam`) and fitted with ``finetune``'s callbacks
+The float model is compiled with Adam (Keras' defaults: no XLA on TensorFlow's CPU; ``--float-xla``
+adds it compiled with XLA as a third model); our model (``quantize`` of the same float model) the way
+``finetune`` compiles a run of ``XLA_MIN_STEPS`` steps or more (`BitwidthAdam`, the step compiled with
+XLA; ``--jit-compile off``: without) and fitted with ``finetune``'s callbacks
 (`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`; ``--progress`` adds its progress
-bar). After one warm-up epoch each (graph tracing), ``--rounds`` times each model fits one epoch,
-alternating which goes first, so background load on the machine hits both alike. An epoch is timed
+bar). ``first_epoch_s`` is each model's first epoch (tracing and compiling). After that warm-up
+epoch, ``--rounds`` times each model fits one epoch, the order reversing each round, so background load on the machine hits both alike. An epoch is timed
 (wall and process CPU time) from the first callback's ``on_epoch_begin`` to the last callback's
 ``on_epoch_end``; the ratio is of the median wall times (``cpu_ratio``: of the median CPU times,
 less sensitive to other jobs). Run on the current Keras backend::
@@ -80,16 +82,21 @@ def freeze_input_bits(model):
             layer.paq.fbw.trainable = False
 
 
-def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=False):
+def compile_float(model, lr, jit_compile="auto"):
+    model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=jit_compile)
+
+
+def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=False, jit_compile=True, float_xla=False):
     x, y, _, _ = LOADERS[task](seed)
     keras.utils.set_random_seed(seed)
     fm = float_model(task)
-    fm.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-               metrics=["accuracy"])
+    compile_float(fm, lr)
     ours = hr.quantize(fm, beta=beta, config=hgq_rewrite_config(task))
     if frozen_input_bits:
         freeze_input_bits(ours)
     default_compile(ours, y, lr)
+    ours.jit_compile = jit_compile  # set apart: checkouts from before default_compile took it
     cbs = [StopOnNonFiniteLoss()] if StopOnNonFiniteLoss else []
     cbs += [hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
     if progress:  # finetune(verbose=1)'s progress bar, drawn to nowhere
@@ -100,12 +107,17 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
         from hgq_rewrite.finetune.progress import RichProgress
         cbs.insert(-1, RichProgress(console=Console(file=io.StringIO())))
     models = {"float": (fm, []), "ours": (ours, cbs)}
+    if float_xla:  # the float model compiled with XLA too (Keras' "auto" leaves it off on TensorFlow's CPU)
+        fx = float_model(task)
+        fx.set_weights(fm.get_weights())
+        compile_float(fx, lr, jit_compile=True)
+        models["float_xla"] = (fx, [])
     batch = BATCH_SIZE[task]
     first = {name: one_epoch(m, x, y, batch, c)[0] for name, (m, c) in models.items()}
     times = {name: [] for name in models}
     cpu = {name: [] for name in models}
     for r in range(rounds):
-        order = ["float", "ours"] if r % 2 == 0 else ["ours", "float"]
+        order = list(models) if r % 2 == 0 else list(models)[::-1]
         for name in order:
             model, c = models[name]
             wall, used = one_epoch(model, x, y, batch, c)
@@ -113,7 +125,11 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
             cpu[name].append(used)
     med = {name: statistics.median(t) for name, t in times.items()}
     paired = [o / f for o, f in zip(times["ours"], times["float"])]
-    return {"batch_size": batch, "steps_per_epoch": -(-len(x) // batch), "rounds": rounds, "beta": beta,
+    extra = {}
+    if float_xla:
+        extra = {"float_xla_median_s": med["float_xla"], "ratio_to_float_xla": med["ours"] / med["float_xla"]}
+    return {**extra, "jit_compile": jit_compile, "batch_size": batch, "steps_per_epoch": -(-len(x) // batch),
+            "rounds": rounds, "beta": beta,
             "first_epoch_s": first, "epoch_times": times, "epoch_cpu_times": cpu, "float_median_s": med["float"],
             "ours_median_s": med["ours"], "ratio": med["ours"] / med["float"],
             "median_paired_ratio": statistics.median(paired),
@@ -162,6 +178,9 @@ def main():
     ap.add_argument("--freeze-input-bits", action="store_true",
                     help="diagnostic: the input quantizers' bitwidths not trained (no backward pass to the input)")
     ap.add_argument("--progress", action="store_true", help="also finetune's progress bar (its verbose=1)")
+    ap.add_argument("--jit-compile", choices=["on", "off"], default="on",
+                    help="our model's step with XLA (on: as finetune compiles a run of XLA_MIN_STEPS steps or more)")
+    ap.add_argument("--float-xla", action="store_true", help="also the float model compiled with XLA")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/epoch_cost_<backend>.json")
     args = ap.parse_args()
@@ -169,11 +188,13 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"epoch_cost_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress)
+        r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress,
+                    args.jit_compile == "on", args.float_xla)
         r["frozen_input_bits"], r["progress_bar"] = args.freeze_input_bits, args.progress
         run["tasks"][task] = r
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
-              f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})",
+              f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})"
+              + (f"; over the float model with XLA {r['ratio_to_float_xla']:.2f}" if args.float_xla else ""),
               flush=True)
     save_run(out, "median epoch time of our HGQ model (finetune's compile and callbacks) over the float model's, "
                   "interleaved one-epoch fits, after one warm-up epoch each", args.label, run)

@@ -9,7 +9,9 @@ median epoch times (and of CPU times). Check out a version with ``git worktree a
     KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/epoch_cost_versions.py \\
         issue_filed=/tmp/issue_filed now=. --repeats 3 --label jax_issue11
 
-Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
+Each checkout's step is compiled with XLA (``epoch_cost.py --jit-compile on``, as `finetune` compiles
+long runs) but for the versions named by ``--without-xla`` (checkouts from before finetune used XLA on
+TensorFlow). Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
 """
 
 import argparse
@@ -33,11 +35,11 @@ def parse_versions(items):
     return versions
 
 
-def one_run(path, tasks, rounds, out):
-    """`epoch_cost.py` on checkout ``path``; returns its run record."""
+def one_run(path, tasks, rounds, out, extra=()):
+    """`epoch_cost.py` (with the arguments ``extra``) on checkout ``path``; returns its run record."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     cmd = [sys.executable, os.path.join(HERE, "epoch_cost.py"), "--rounds", str(rounds), "--label", "run",
-           "--out", out, "--tasks", *tasks]
+           "--out", out, "--tasks", *tasks, *extra]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     with open(out) as f:
         return json.load(f)["runs"]["run"]
@@ -49,16 +51,25 @@ def main():
     ap.add_argument("--tasks", nargs="+", default=["digits28", "mnist1d", "jets"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=9, help="epoch_cost.py --rounds")
+    ap.add_argument("--without-xla", nargs="+", default=[], metavar="NAME",
+                    help="versions whose step runs without XLA (as finetune compiled it before it used XLA)")
+    ap.add_argument("--float-xla", action="store_true", help="epoch_cost.py --float-xla: also over the float "
+                    "model compiled with XLA")
     ap.add_argument("--label", required=True, help="key of this run in the JSON file")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "epoch_cost_versions.json"))
     args = ap.parse_args()
     versions = parse_versions(args.versions)
+    unknown = set(args.without_xla) - set(versions)
+    if unknown:
+        raise SystemExit(f"--without-xla names {sorted(unknown)}, which are not among the versions.")
     runs = {name: [] for name in versions}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             for name in (list(versions) if r % 2 == 0 else list(versions)[::-1]):
                 out = os.path.join(tmp, f"{name}_{r}.json")
-                runs[name].append(one_run(versions[name], args.tasks, args.rounds, out))
+                extra = ["--jit-compile", "off" if name in args.without_xla else "on"]
+                extra += ["--float-xla"] if args.float_xla else []
+                runs[name].append(one_run(versions[name], args.tasks, args.rounds, out, extra))
                 ratios = ", ".join(f"{t} {v['ratio']:.2f}" for t, v in runs[name][-1]["tasks"].items())
                 print(f"repeat {r + 1} {name}: {ratios}", flush=True)
     summary = {}
@@ -69,6 +80,10 @@ def main():
             cpu = [rec["tasks"][task]["cpu_ratio"] for rec in recs]
             summary[name]["tasks"][task] = {"ratio": statistics.median(ratios), "ratios": ratios,
                                             "cpu_ratio": statistics.median(cpu), "cpu_ratios": cpu}
+            if args.float_xla:
+                to_xla = [rec["tasks"][task]["ratio_to_float_xla"] for rec in recs]
+                summary[name]["tasks"][task].update(ratio_to_float_xla=statistics.median(to_xla),
+                                                    ratios_to_float_xla=to_xla)
         print(name, {t: round(v["ratio"], 2) for t, v in summary[name]["tasks"].items()}, flush=True)
     doc = {}
     if os.path.exists(args.out):
@@ -78,6 +93,7 @@ def main():
     doc.setdefault("runs", {})[args.label] = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]), "backend": runs[next(iter(runs))][0]["backend"],
         "date": runs[next(iter(runs))][0]["date"], "repeats": args.repeats, "rounds": args.rounds,
+        "without_xla": args.without_xla,
         "versions": summary, "runs": runs}
     with open(args.out, "w") as f:
         json.dump(doc, f, indent=1)

@@ -21,7 +21,7 @@ from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
 from ..trace import h_layers
 from .front import Front, target_result
-from .loss import LR_DECAYS, check_targets, default_compile, learning_rate_schedule
+from .loss import LR_DECAYS, check_jit_compile, check_targets, default_compile, learning_rate_schedule, xla_setting
 from .pareto import ParetoFront
 from .progress import EpochLines, RichProgress, stop_progress
 from .store import check_run_dir
@@ -50,6 +50,7 @@ def finetune(
     overwrite=False,
     target_ebops=None,
     beta_control=None,
+    jit_compile="auto",
 ):
     """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
 
@@ -106,6 +107,10 @@ def finetune(
             metric at or under the budget; if no epoch reached it, a warning says so.
         beta_control: options of the `BetaController` (``beta_init``, ``init_fraction``, ``beta_min``,
             ``beta_max``, ``gain``, ``kp``, ``band``, ``warmup``, ``lead``) as a dict; only with ``target_ebops``.
+        jit_compile: when `finetune` compiles the model, Keras' ``jit_compile``: True compiles the train step
+            with XLA, False does not; ``"auto"`` (default) asks for XLA on runs of at least 5,000 steps
+            (``loss.XLA_MIN_STEPS``: on TensorFlow's CPU the compilation takes seconds and pays back there),
+            else leaves it to Keras (XLA on JAX and on GPUs).
         overwrite: ``pareto_dir`` may hold an earlier run (``front.json``, ``history.json``,
             ``last.keras``, ``epochNNNN.keras``): delete those files before training. Without
             it such a folder is refused. A folder holding other files is always refused.
@@ -148,6 +153,7 @@ def finetune(
             isinstance(shrink, bool) or not isinstance(shrink, Real) or not 0 < shrink < 1):
         raise ValueError(f"finetune: shrink must be a number between 0 and 1 (exclusive), 'auto' or None, "
                          f"got {shrink!r}.")
+    jit_compile = check_jit_compile(jit_compile)
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"finetune: lr_decay must be 'cosine' or None (constant), got {lr_decay!r}.")
     if verbose not in (0, 1, 2, True, False):
@@ -228,7 +234,7 @@ def finetune(
                 scales = relative_weight_steps(model) if relative_weight_step else None
                 steps = int(epochs) * -(-len(ys) // int(batch_size))
                 rate = learning_rate_schedule(learning_rate, lr_decay, steps)
-                default_compile(model, ys, rate, bitwidth_lr_scale, scales)
+                default_compile(model, ys, rate, bitwidth_lr_scale, scales, xla_setting(jit_compile, steps))
             if metric is not None and not callbacks:
                 _check_metric_is_logged(model, metric, xs, ys, val, scheduler)
             for path in old_run:  # overwrite=True: the earlier run goes once everything is checked

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam
 from ..compat.keras_private import keras_history
+from ..quantizers.replicas import in_strategy_scope
 
 
 LR_DECAYS = ("cosine", None)
@@ -37,12 +38,39 @@ def _outputs_probabilities(model):
     return name in ("softmax", "sigmoid")
 
 
-def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE, weight_lr_scales=None):
+# a run of this many training steps or more compiles its step with XLA: there TensorFlow on the CPU pays back
+# the compilation (3-5 s for the benchmark models, 1.5-2 ms saved per digits28 step, 0.2-0.5 ms per MLP step:
+# benchmarks/epoch_cost.py, results/epoch_cost_tensorflow.json run "xla")
+XLA_MIN_STEPS = 5000
+
+
+def check_jit_compile(jit_compile, where="finetune"):
+    """``jit_compile`` when it is ``"auto"``, True or False; otherwise a ValueError naming ``where``."""
+    if isinstance(jit_compile, (bool, np.bool_)):
+        return bool(jit_compile)
+    if isinstance(jit_compile, str) and jit_compile == "auto":
+        return jit_compile
+    raise ValueError(f"{where}: jit_compile must be 'auto', True or False, got {jit_compile!r}.")
+
+
+def xla_setting(jit_compile, steps):
+    """Keras' ``jit_compile`` for a model finetune compiles for ``steps`` training steps. ``"auto"``: XLA for runs
+    of at least `XLA_MIN_STEPS` steps (TensorFlow's executor dispatches each of the hundreds of small
+    operations of an HGQ step on its own, XLA fuses them), else Keras' own choice (XLA on JAX and on
+    TensorFlow with a GPU); never XLA under a ``tf.distribute`` strategy on TensorFlow (Keras' rule)."""
+    if jit_compile != "auto":
+        return jit_compile
+    return True if steps >= XLA_MIN_STEPS and not in_strategy_scope() else "auto"
+
+
+def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE, weight_lr_scales=None,
+                    jit_compile="auto"):
     """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster, the variables
     of ``weight_lr_scales`` their own factor faster) and a loss guessed from the targets ``y``; return the loss name.
 
     Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
-    for a single output unit) with accuracy. Float targets: mean squared error.
+    for a single output unit) with accuracy. Float targets: mean squared error. ``jit_compile`` as
+    ``keras.Model.compile``'s.
     """
     y = np.asarray(y)
     units = _output_units(model)
@@ -63,7 +91,7 @@ def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITW
         loss, metrics = keras.losses.MeanSquaredError(), ["mae"]
     optimizer = BitwidthAdam(learning_rate=learning_rate, bitwidth_lr_scale=bitwidth_lr_scale,
                              weight_lr_scales=weight_lr_scales)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     return type(loss).__name__
 
 

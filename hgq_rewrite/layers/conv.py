@@ -33,7 +33,7 @@ class HConvBase(HKernelLayer):
     """
 
     rank = 2
-    stacked_taps = True  # on JAX a small stride-1 kernel may run as one matmul over its stacked taps (see `conv`)
+    stacked_taps = True  # under XLA a small stride-1 kernel may run as one matmul over its stacked taps (see `conv`)
 
     def __init__(self, kernel_size, strides=1, padding="valid", dilation_rate=1, parallel_factor=1, **kwargs):
         data_format = kwargs.pop("data_format", None)
@@ -61,7 +61,7 @@ class HConvBase(HKernelLayer):
         return ops.conv(x, kernel, self.strides, self.padding, "channels_last", self.dilation_rate)
 
     def conv(self, x, kernel):
-        """The layer's convolution of a batch: on JAX small kernels run as a matmul over their stacked taps
+        """The layer's convolution of a batch: under XLA small kernels run as a matmul over their stacked taps
         (`conv_gradient`), forward and gradients."""
         if self.stacked_taps and uses_taps(x.shape, kernel.shape, self.strides):
             return tap_conv(x, kernel, self.padding, self.dilation_rate)

@@ -17,9 +17,10 @@ the firmware emulation relies on anyway), and equal to float rounding otherwise.
 import itertools
 import math
 
-from keras import backend, ops
+from keras import ops
 
 from ..quantizers.hquantizer import custom_gradient
+from .xla import compiled_by_xla
 
 # stacked taps are used for kernels of at most this many input x output channels whose stacked windows
 # (taps times the input) hold at most this many elements (results/xla_gradients_jax.json): 0.3-0.8x XLA's
@@ -29,10 +30,11 @@ MAX_STACKED_ELEMENTS = 2**20
 
 
 def uses_taps(x_shape, kernel_shape, strides):
-    """True when `tap_conv` should compute this convolution: JAX, stride 1, a small kernel and input (a batch of
-    unknown size counts as small: the compiled step, where it matters, knows it)."""
+    """True when `tap_conv` should compute this convolution: XLA (JAX, or a TensorFlow function compiled with
+    XLA), stride 1, a small kernel and input (a batch of unknown size counts as small: the compiled step,
+    where it matters, knows it)."""
     stacked = math.prod(kernel_shape[:-1]) * math.prod(x_shape[1:-1]) * (x_shape[0] or 1)
-    return (backend.backend() == "jax" and all(s == 1 for s in strides)
+    return (compiled_by_xla() and all(s == 1 for s in strides)
             and kernel_shape[-2] * kernel_shape[-1] <= MAX_TAP_CHANNELS and stacked <= MAX_STACKED_ELEMENTS)
 
 

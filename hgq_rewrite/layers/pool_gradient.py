@@ -14,9 +14,10 @@ of the phases: for the small bit maps of the EBOPs estimate, where TensorFlow's 
 import functools
 import itertools
 
-from keras import backend, ops
+from keras import ops
 
 from ..quantizers.hquantizer import custom_gradient
+from .xla import compiled_by_xla
 
 
 def windows_do_not_overlap(pool_size, strides, padding):
@@ -25,8 +26,9 @@ def windows_do_not_overlap(pool_size, strides, padding):
 
 
 def uses_phases(pool_size, strides, padding):
-    """True when `phase_max_pool` should compute a data pooling's gradient: JAX, windows that do not overlap."""
-    return backend.backend() == "jax" and windows_do_not_overlap(pool_size, strides, padding)
+    """True when `phase_max_pool` should compute a data pooling's gradient: XLA (JAX, or a TensorFlow function
+    compiled with XLA), windows that do not overlap."""
+    return compiled_by_xla() and windows_do_not_overlap(pool_size, strides, padding)
 
 
 def _interleave(parts, pool_size):
