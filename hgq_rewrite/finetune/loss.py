@@ -38,9 +38,10 @@ def _outputs_probabilities(model):
     return name in ("softmax", "sigmoid")
 
 
-# a run of this many training steps or more compiles its step with XLA: there TensorFlow on the CPU pays back
-# the compilation (3-5 s for the benchmark models, 1.5-2 ms saved per digits28 step, 0.2-0.5 ms per MLP step:
-# benchmarks/epoch_cost.py, results/epoch_cost_tensorflow.json run "xla")
+# a run of this many training steps or more compiles its step with XLA: on TensorFlow's CPU compiling the
+# benchmark models' steps costs 1.4-4.2 s more than tracing them, and saves 1.7 ms (digits28 CNN) to about
+# 0.2-0.4 ms (the MLPs) per step, paid back after about 2,000 to 10,000 steps (benchmarks/epoch_cost_versions.py,
+# results/epoch_cost_versions.json run "tensorflow_session17_xla")
 XLA_MIN_STEPS = 5000
 
 
