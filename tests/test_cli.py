@@ -137,8 +137,11 @@ def test_yaml_is_loaded_safely(files, capsys, tmp_path):
 # --------------------------------------------------------------------------- finetune / report
 
 
-@pytest.mark.parametrize("flag, expected", [((), "auto"), (("--shrink", "none"), None), (("--shrink", "auto"), "auto")])
-def test_finetune_shrink_flag_reaches_finetune(files, qmodel_path, capsys, tmp_path, monkeypatch, flag, expected):
+@pytest.mark.parametrize("flag, key, expected", [
+    ((), "shrink", "auto"), (("--shrink", "none"), "shrink", None), (("--shrink", "auto"), "shrink", "auto"),
+    ((), "jit_compile", "auto"), (("--xla", "on"), "jit_compile", True), (("--xla", "off"), "jit_compile", False),
+])
+def test_finetune_flags_reach_finetune(files, qmodel_path, capsys, tmp_path, monkeypatch, flag, key, expected):
     import sys
 
     ft = sys.modules["hgq_rewrite.finetune"]  # the package (hgq_rewrite.finetune is also the function's name)
@@ -151,7 +154,7 @@ def test_finetune_shrink_flag_reaches_finetune(files, qmodel_path, capsys, tmp_p
     monkeypatch.setattr(ft, "finetune", fake_finetune)
     code = main(["finetune", str(qmodel_path), "--data", str(files["train"]), "--epochs", "3", "-o",
                  str(tmp_path / "ft"), *flag])
-    assert code != 0 and seen["shrink"] == expected
+    assert code != 0 and seen[key] == expected and type(seen[key]) is type(expected)
 
 
 def test_finetune_and_report(files, qmodel_path, capsys, tmp_path):

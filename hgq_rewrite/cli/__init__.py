@@ -79,6 +79,9 @@ def build_parser():
                    help="auto (default): halve a trained MLP's kernels and biases before its first fine-tune of "
                    "15 or more epochs (a warm start; not for models with a convolution); none: start from the "
                    "weights as they are")
+    p.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                   help="compile the train step with XLA if the model is not compiled: auto (default) for runs of "
+                   "5,000 steps or more, where it pays back its seconds of compiling; on; off")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="folder for the front's models (new or empty; see --overwrite)")

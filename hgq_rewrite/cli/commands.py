@@ -76,6 +76,7 @@ def cmd_finetune(args):
             lr_decay=None if args.lr_decay == "none" else args.lr_decay, overwrite=args.overwrite, target_ebops=target,
             shrink=None if args.shrink == "none" else args.shrink,
             beta_control=None if beta_max is None else {"beta_max": beta_max},
+            jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
         )
     last = os.path.join(args.output, "last.keras")
     save_model(qmodel, last)
