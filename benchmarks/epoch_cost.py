@@ -6,10 +6,10 @@ adds it compiled with XLA as a third model); our model (``quantize`` of the same
 XLA; ``--jit-compile off``: without) and fitted with ``finetune``'s callbacks
 (`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`; ``--progress`` adds its progress
 bar). ``first_epoch_s`` is each model's first epoch (tracing and compiling). After that warm-up
-epoch, ``--rounds`` times each model fits one epoch, the order reversing each round, so background load on the machine hits both alike. An epoch is timed
-(wall and process CPU time) from the first callback's ``on_epoch_begin`` to the last callback's
-``on_epoch_end``; the ratio is of the median wall times (``cpu_ratio``: of the median CPU times,
-less sensitive to other jobs). Run on the current Keras backend::
+epoch, ``--rounds`` times each model fits one epoch, the order reversing each round, so background
+load on the machine hits all alike. An epoch is timed (wall and process CPU time) from the first
+callback's ``on_epoch_begin`` to the last callback's ``on_epoch_end``; the ratio is of the median wall
+times (``cpu_ratio``: of the median CPU times, less sensitive to other jobs). Run on the current Keras backend::
 
     TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python benchmarks/epoch_cost.py --label after
     KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python benchmarks/epoch_cost.py --label after
@@ -96,7 +96,7 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
     if frozen_input_bits:
         freeze_input_bits(ours)
     default_compile(ours, y, lr)
-    ours.jit_compile = jit_compile  # set apart: checkouts from before default_compile took it
+    ours.jit_compile = jit_compile  # not default_compile's argument: older checkouts (epoch_cost_versions) lack it
     cbs = [StopOnNonFiniteLoss()] if StopOnNonFiniteLoss else []
     cbs += [hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
     if progress:  # finetune(verbose=1)'s progress bar, drawn to nowhere

@@ -2,6 +2,8 @@
 takes the XLA forms of convolutions and max pooling (`conv_gradient`, `pool_gradient`) with the plain step's
 values; the compiled model still predicts what its exported firmware computes, bit for bit."""
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -57,10 +59,17 @@ def test_xla_step_takes_the_xla_forms_with_the_plain_step_values(monkeypatch):
     import tensorflow as tf
 
     calls = []  # data convolutions on stacked taps, data poolings from phases (the EBOPs' bit maps always are)
-    for module, name, where in ((conv_gradient, "tap_conv", "hgq_rewrite.layers.conv.tap_conv"),
-                                (pool_gradient, "phase_max_pool", "hgq_rewrite.layers.pooling.phase_max_pool")):
-        original = getattr(module, name)
-        monkeypatch.setattr(where, lambda *a, f=original, n=name, **k: (None if k.get("sliced") else calls.append(n)) or f(*a, **k))
+
+    def counted(name, original):
+        def wrapper(*args, **kwargs):
+            if not kwargs.get("sliced"):
+                calls.append(name)
+            return original(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr("hgq_rewrite.layers.conv.tap_conv", counted("tap_conv", conv_gradient.tap_conv))
+    monkeypatch.setattr("hgq_rewrite.layers.pooling.phase_max_pool",
+                        counted("phase_max_pool", pool_gradient.phase_max_pool))
     model = _cnn()
     x, y = _data()
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -79,7 +88,7 @@ def test_xla_step_takes_the_xla_forms_with_the_plain_step_values(monkeypatch):
         np.testing.assert_allclose(np.asarray(g), np.asarray(g0), rtol=1e-4, atol=1e-6, err_msg=v.path)
 
 
-def test_finetune_compiles_long_runs_with_xla():
+def test_xla_setting_and_the_jit_compile_check():
     assert xla_setting("auto", XLA_MIN_STEPS) is True
     assert xla_setting("auto", XLA_MIN_STEPS - 1) == "auto"  # Keras' own choice: XLA on JAX and on GPUs
     assert xla_setting(False, 10 * XLA_MIN_STEPS) is False and xla_setting(True, 1) is True
@@ -87,6 +96,21 @@ def test_finetune_compiles_long_runs_with_xla():
     for bad in ("yes", 1, None):
         with pytest.raises(ValueError, match=r"finetune: jit_compile must be 'auto', True or False"):
             check_jit_compile(bad)
+
+
+@on_tensorflow
+def test_finetune_auto_compiles_with_xla_from_the_step_threshold(monkeypatch):
+    """``jit_compile="auto"``: a short run keeps Keras' choice (no XLA on TensorFlow's CPU), a run of at least
+    XLA_MIN_STEPS steps is compiled with XLA."""
+    x, y = _data()
+    short = _cnn()
+    hr.finetune(short, x, y, epochs=1, batch_size=32, verbose=0)
+    assert not short.jit_compile
+    loss_module = sys.modules["hgq_rewrite.finetune.loss"]  # hgq_rewrite.finetune is also the function's name
+    monkeypatch.setattr(loss_module, "XLA_MIN_STEPS", 2)  # this run's 2 steps
+    long = _cnn()
+    hr.finetune(long, x, y, epochs=1, batch_size=32, verbose=0)
+    assert long.jit_compile
 
 
 def test_finetune_refuses_a_bad_jit_compile_before_training():

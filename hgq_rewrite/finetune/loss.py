@@ -45,13 +45,13 @@ def _outputs_probabilities(model):
 XLA_MIN_STEPS = 5000
 
 
-def check_jit_compile(jit_compile, where="finetune"):
-    """``jit_compile`` when it is ``"auto"``, True or False; otherwise a ValueError naming ``where``."""
+def check_jit_compile(jit_compile):
+    """finetune's ``jit_compile`` when it is ``"auto"``, True or False; otherwise a one-line ValueError."""
     if isinstance(jit_compile, (bool, np.bool_)):
         return bool(jit_compile)
     if isinstance(jit_compile, str) and jit_compile == "auto":
         return jit_compile
-    raise ValueError(f"{where}: jit_compile must be 'auto', True or False, got {jit_compile!r}.")
+    raise ValueError(f"finetune: jit_compile must be 'auto', True or False, got {jit_compile!r}.")
 
 
 def xla_setting(jit_compile, steps):
