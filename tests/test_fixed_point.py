@@ -68,3 +68,59 @@ def test_unknown_mode_is_named():
         fp.quantize(x, 1, 2, 2, "NEAREST")
     with pytest.raises(ValueError, match="overflow mode 'CLIP'"):
         fp.quantize(x, 1, 2, 2, "RND", "CLIP")
+
+
+def _compiled_by_xla(fn):
+    """``fn`` compiled with XLA on the current backend (JAX always compiles with XLA)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    import jax
+
+    return jax.jit(fn)
+
+
+def _both_forms(fn):
+    """``fn`` under XLA (the bit forms in float32) and, on TensorFlow, also eagerly (ops.power / ops.log2)."""
+    import keras
+
+    forms = {"xla": _compiled_by_xla(fn)}
+    if keras.backend.backend() == "tensorflow":
+        forms["eager"] = fn
+    return forms
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp2_is_exact_at_every_integer_exponent(dtype):
+    f = np.arange(-200, 201, dtype=dtype)
+    expected = np.ldexp(np.ones((), dtype), f.astype(int)).astype(dtype)  # 0 below, inf above the range
+    for name, fn in _both_forms(fp.exp2).items():
+        got = ops.convert_to_numpy(fn(ops.convert_to_tensor(f)))
+        normal = f >= np.log2(np.finfo(dtype).tiny)  # subnormal results: up to the CPU's denormal mode
+        np.testing.assert_array_equal(got[normal], expected[normal], err_msg=f"{name} {dtype}")
+        assert np.all((got[~normal] == expected[~normal]) | (got[~normal] == 0)), (name, dtype)
+
+
+def test_exp2_keeps_nan_and_infinite_exponents_as_pow_does():
+    f = np.array([np.nan, np.inf, -np.inf, 3.0], "float32")
+    for name, fn in _both_forms(fp.exp2).items():
+        got = ops.convert_to_numpy(fn(ops.convert_to_tensor(f)))
+        assert np.isnan(got[0]) and got[1] == np.inf and got[2] == 0 and got[3] == 8, (name, got)
+
+
+def test_floor_log2_is_exact_just_below_powers_of_two():
+    """float32's log2 of the value just below 2**k rounds up to k for k >= 3 or k <= -2: the XLA bit form is exact."""
+    k = np.arange(-60, 100)
+    powers = np.ldexp(np.float32(1), k).astype("float32")
+    below = np.nextafter(powers, np.float32(0))
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(2.0**-60, 2.0**60, 500).astype("float32")
+    x = np.concatenate([powers, below, spread, np.array([np.inf], "float32")])
+    expected = np.frexp(x)[1] - 1.0
+    expected[-1] = np.inf
+    got = ops.convert_to_numpy(_compiled_by_xla(fp.floor_log2)(ops.convert_to_tensor(x)))
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(ops.convert_to_numpy(_compiled_by_xla(fp.floor_log2)(ops.convert_to_tensor([np.nan]))))

@@ -179,3 +179,11 @@ def test_prune_margin_is_checked_and_kernel_only():
     with pytest.raises(ValueError, match="'prune_margin' applies to kernel quantizers only"):
         HQuantizer({"prune_margin": 2}, "activation", owner="d1")
     assert HQuantizer(None, "kernel").config["prune_margin"] == 3
+
+
+def test_kernel_bits_adapt_exactly_just_below_a_power_of_two():
+    """7.9999995 has 3 integer bits (its float32 log2 rounds to 3.0, which would say 4)."""
+    set_default_kq_conf(init_bw=6)
+    q = make("kernel", (2,))
+    q.adapt_to(np.array([np.nextafter(np.float32(8), np.float32(0)), np.float32(8)], "float32"))
+    np.testing.assert_array_equal(q.fbw.numpy(), [3, 2])

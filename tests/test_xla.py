@@ -10,9 +10,9 @@ import pytest
 from keras import ops
 
 import hgq_rewrite as hr
+from hgq_rewrite.compat.xla import compiled_by_xla
 from hgq_rewrite.finetune.loss import XLA_MIN_STEPS, check_jit_compile, xla_setting
 from hgq_rewrite.layers import HConv2D, HDense, HQuantize, PFlatten, PMaxPooling2D, conv_gradient, pool_gradient
-from hgq_rewrite.layers.xla import compiled_by_xla
 from hgq_rewrite.proxy import predict_float64
 
 on_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's jit_compile")

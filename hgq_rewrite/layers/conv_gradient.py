@@ -20,7 +20,7 @@ import math
 from keras import ops
 
 from ..quantizers.hquantizer import custom_gradient
-from .xla import compiled_by_xla
+from ..compat.xla import compiled_by_xla
 
 # stacked taps are used for kernels of at most this many input x output channels whose stacked windows
 # (taps times the input) hold at most this many elements (results/xla_gradients_jax.json): 0.3-0.8x XLA's

@@ -17,7 +17,7 @@ import itertools
 from keras import ops
 
 from ..quantizers.hquantizer import custom_gradient
-from .xla import compiled_by_xla
+from ..compat.xla import compiled_by_xla
 
 
 def windows_do_not_overlap(pool_size, strides, padding):

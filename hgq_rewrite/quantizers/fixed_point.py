@@ -8,6 +8,8 @@ sign, ``f`` fractional bits; total width ``b = k + i + f``. hls4ml's
 
 from keras import backend, ops
 
+from ..compat.xla import compiled_by_xla
+
 ROUNDING_MODES = ("RND", "TRN", "RND_CONV")
 OVERFLOW_MODES = ("WRAP", "SAT", "SAT_SYM")
 
@@ -28,6 +30,42 @@ def _floor(y):
     return ops.floor(y)
 
 
+def _float32_with_exponent(e):
+    """``2**e`` for integer ``e`` in [-126, 127] (a normal float32), from its bits: exponent field ``e + 127``."""
+    return ops.view(ops.left_shift(ops.cast(e, "int32") + 127, 23), "float32")
+
+
+def exp2(f):
+    """``2**f`` for integer-valued ``f``, exact (as ``ops.power(2.0, f)``, which is exact there too).
+
+    Under XLA in float32, built from the bits: XLA's CPU ``pow`` is a transcendental function costing
+    several times a multiply per element, and training computes one per weight each step. ``f`` splits
+    into two factors within float32's normal exponents, so subnormal, zero and infinite results come
+    out as the product of exact powers rounds them, as ``pow`` does; NaN stays NaN.
+    """
+    f = ops.convert_to_tensor(f)
+    if not (compiled_by_xla() and backend.standardize_dtype(f.dtype) == "float32"):
+        return ops.power(2.0, f)
+    head = ops.clip(f, -126.0, 127.0)
+    tail = ops.clip(f - head, -126.0, 127.0)  # |f| beyond 252 gives 0 or inf, like pow
+    power = _float32_with_exponent(head) * _float32_with_exponent(tail)
+    return ops.where(ops.isnan(f), f, power)
+
+
+def floor_log2(a):
+    """``floor(log2 a)`` for ``a >= 2**-126`` (inf and NaN pass through as log2 gives them).
+
+    Under XLA in float32, the exponent field of ``a``: exact and cheaper than XLA's log2. Elsewhere
+    ``floor(ops.log2(a))`` (one op for TensorFlow's executor, not five), one too high for the values a few
+    ulps below a power of two, whose float32 log2 rounds up to the integer.
+    """
+    a = ops.convert_to_tensor(a)
+    if not (compiled_by_xla() and backend.standardize_dtype(a.dtype) == "float32"):
+        return ops.floor(ops.log2(a))
+    exponent = ops.cast(ops.right_shift(ops.view(a, "int32"), 23) - 127, "float32")
+    return ops.where(ops.isfinite(a), exponent, a)
+
+
 def round_to_integer(y, mode):
     """Round ``y`` to an integer: RND half up, TRN floor, RND_CONV half to even.
 
@@ -46,7 +84,7 @@ def round_to_integer(y, mode):
 
 def round_to_grid(x, f, mode="RND"):
     """Round ``x`` onto the grid ``2**-f``."""
-    scale = ops.power(2.0, ops.cast(f, x.dtype))
+    scale = exp2(ops.cast(f, x.dtype))
     return round_to_integer(x * scale, mode) / scale
 
 
@@ -60,17 +98,17 @@ def apply_overflow(x, k, i, f, mode="WRAP"):
     """Bring on-grid values ``x`` into the (k, i, f) range with WRAP, SAT or SAT_SYM."""
     dtype = x.dtype
     k, i, f = (ops.cast(v, dtype) for v in (k, i, f))
-    step = ops.power(2.0, -f)
-    top = ops.power(2.0, i) - step
+    step = exp2(-f)
+    top = exp2(i) - step
     if mode == "SAT":
-        return ops.minimum(ops.maximum(x, -k * ops.power(2.0, i)), top)
+        return ops.minimum(ops.maximum(x, -k * exp2(i)), top)
     if mode == "SAT_SYM":
         # a signed 1-bit type has no symmetric range: ap_fixed then saturates like SAT
-        low = ops.where(k + i + f == 1, -k * ops.power(2.0, i), -k * top)
+        low = ops.where(k + i + f == 1, -k * exp2(i), -k * top)
         return ops.minimum(ops.maximum(x, low), top)
     if mode == "WRAP":
-        span = ops.power(2.0, i + k)  # 2**(k+i) = size of the integer range
-        offset = k * ops.power(2.0, i)
+        span = exp2(i + k)  # 2**(k+i) = size of the integer range
+        offset = k * exp2(i)
         # whole periods off first (exact for any x), where x + offset would round the offset away for a huge x
         return ops.mod(remove_periods(x, span) + offset, span) - offset
     check_modes("RND", mode)

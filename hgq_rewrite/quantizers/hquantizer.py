@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from .config import activation_config, check_granularity_rank, kernel_config
-from .fixed_point import quantize, remove_periods, round_to_integer
+from .fixed_point import exp2, floor_log2, quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 from .saved_layouts import load_older_state
 
@@ -273,7 +273,7 @@ class HQuantizer(keras.layers.Layer):
 
     def _grid_quantize(self, x, f):
         """``x`` rounded onto the grid ``2**-f`` (no gradient)."""
-        scale = ops.power(2.0, f)
+        scale = exp2(f)
         return ops.stop_gradient(round_to_integer(x * scale, self.config["rounding"]) / scale)
 
     def firmware_quantize(self, x):
@@ -282,7 +282,7 @@ class HQuantizer(keras.layers.Layer):
         mode = self.config["rounding"]
         # whole periods of the wrap off first (exact; rounding commutes with whole periods): a huge x would
         # overflow to inf in x * 2**f and come out NaN
-        wrap = quantize(remove_periods(x, ops.power(2.0, k + i)), k, i, f, mode, "WRAP")
+        wrap = quantize(remove_periods(x, exp2(k + i)), k, i, f, mode, "WRAP")
         sat = quantize(x, k, i, f, mode, "SAT")
         return ops.where(self.saturate > 0, sat, wrap)
 
@@ -333,13 +333,12 @@ class HQuantizer(keras.layers.Layer):
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (eager).
 
-        Exact steps in numpy (float32), the inexact log2 by the backend as in `_int_bits`: a backend op
-        each costs far more than the arithmetic when ``quantize`` builds thousands of layers.
+        In numpy, exact (the integer bits are ``frexp``'s exponent): a backend op costs far more than the
+        arithmetic when ``quantize`` builds thousands of layers.
         """
         a = np.abs(np.asarray(ops.convert_to_numpy(values), "float32"))
         m = a.max(axis=self.axes, keepdims=True) if self.axes else a
-        log2 = ops.convert_to_numpy(ops.log2(np.maximum(m, np.float32(_TINY))))
-        int_bits = np.where(m > 0, np.floor(log2) + 1.0, 0.0)
+        int_bits = np.where(m > 0, np.frexp(m)[1], 0).astype("float32")
         lo, hi = self.config["bw_clip"]
         self.fbw.assign(np.clip(self.config["init_bw"] - int_bits, lo, hi).reshape(self.bw_shape))
 
@@ -377,7 +376,7 @@ class HQuantizer(keras.layers.Layer):
                 )
             f = ops.round(fbw)
             k = ops.cast(lo < 0, "float32")
-            step = ops.power(2.0, -f)
+            step = exp2(-f)
             i_hi = ops.ceil(ops.log2(ops.maximum(hi + step, _TINY)))
             i_lo = ops.where(lo < 0, ops.ceil(ops.log2(ops.maximum(-lo, _TINY))), -1e9)
             i = ops.maximum(ops.maximum(i_hi, i_lo), -f - k)
@@ -385,7 +384,7 @@ class HQuantizer(keras.layers.Layer):
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
         # max(|lo|, |hi|) as lo <= hi; an empty range (+inf, -inf) gives -inf, so the smallest i, as a zero range
         mag = ops.maximum(-lo, hi)
-        i = ops.stop_gradient(ops.floor(ops.log2(ops.maximum(mag, _TINY))) + 1.0)
+        i = ops.stop_gradient(floor_log2(ops.maximum(mag, _TINY)) + 1.0)
         return k, i, ste_round(fbw)
 
     def kernel_bits(self, q, exact=False, values=None, fbw=None):
@@ -418,7 +417,7 @@ class HQuantizer(keras.layers.Layer):
         a = ops.abs(w)
         if self.axes:
             a = ops.max(a, axis=self.axes, keepdims=True)
-        return ops.stop_gradient(ops.floor(ops.log2(ops.maximum(a, _TINY))) + 1.0)
+        return ops.stop_gradient(floor_log2(ops.maximum(a, _TINY)) + 1.0)
 
     def max_fraction_bits(self, keep_axis=-1, fbw=None):
         """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this); ``fbw`` as in `call`."""
