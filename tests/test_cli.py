@@ -140,6 +140,7 @@ def test_yaml_is_loaded_safely(files, capsys, tmp_path):
 @pytest.mark.parametrize("flag, key, expected", [
     ((), "shrink", "auto"), (("--shrink", "none"), "shrink", None), (("--shrink", "auto"), "shrink", "auto"),
     ((), "jit_compile", "auto"), (("--xla", "on"), "jit_compile", True), (("--xla", "off"), "jit_compile", False),
+    ((), "steps_per_execution", "auto"), (("--steps-per-execution", "4"), "steps_per_execution", 4),
 ])
 def test_finetune_flags_reach_finetune(files, qmodel_path, capsys, tmp_path, monkeypatch, flag, key, expected):
     import sys

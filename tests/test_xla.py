@@ -11,7 +11,7 @@ from keras import ops
 
 import hgq_rewrite as hr
 from hgq_rewrite.compat.xla import compiled_by_xla
-from hgq_rewrite.finetune.loss import XLA_MIN_STEPS, check_jit_compile, xla_setting
+from hgq_rewrite.finetune.execution import XLA_MIN_STEPS, check_jit_compile, xla_setting
 from hgq_rewrite.layers import HConv2D, HDense, HQuantize, PFlatten, PMaxPooling2D, conv_gradient, pool_gradient
 from hgq_rewrite.proxy import predict_float64
 
@@ -106,8 +106,8 @@ def test_finetune_auto_compiles_with_xla_from_the_step_threshold(monkeypatch):
     short = _cnn()
     hr.finetune(short, x, y, epochs=1, batch_size=32, verbose=0)
     assert not short.jit_compile
-    loss_module = sys.modules["hgq_rewrite.finetune.loss"]  # hgq_rewrite.finetune is also the function's name
-    monkeypatch.setattr(loss_module, "XLA_MIN_STEPS", 2)  # this run's 2 steps
+    execution = sys.modules["hgq_rewrite.finetune.execution"]  # hgq_rewrite.finetune is also the function's name
+    monkeypatch.setattr(execution, "XLA_MIN_STEPS", 2)  # this run's 2 steps
     long = _cnn()
     hr.finetune(long, x, y, epochs=1, batch_size=32, verbose=0)
     assert long.jit_compile

@@ -13,7 +13,7 @@ import argparse
 import sys
 import warnings
 
-from .args import NPZ_HELP, nonneg_float, positive_float, positive_int
+from .args import NPZ_HELP, nonneg_float, positive_float, positive_int, steps_per_execution
 from .io import CLIError, one_line
 
 PROG = "hgq-rewrite"
@@ -82,6 +82,9 @@ def build_parser():
     p.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
                    help="compile the train step with XLA if the model is not compiled: auto (default) for runs of "
                    "5,000 steps or more, where it pays back its seconds of compiling; on; off")
+    p.add_argument("--steps-per-execution", type=steps_per_execution, default="auto", metavar="auto|N",
+                   help="training steps per call of the train function if the model is not compiled: auto "
+                   "(default) 16, at most an epoch's; N (1: one call per step, as Keras by default)")
     p.add_argument("--metric", help="metric of the Pareto front (default val_accuracy / accuracy / loss)")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
                    help="folder for the front's models (new or empty; see --overwrite)")

@@ -15,6 +15,11 @@ def positive_int(text):
     return value
 
 
+def steps_per_execution(text):
+    """``auto`` or an integer >= 1 (finetune's ``steps_per_execution``)."""
+    return text if text == "auto" else positive_int(text)
+
+
 def nonneg_float(text):
     try:
         value = float(text)

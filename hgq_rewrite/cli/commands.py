@@ -77,6 +77,7 @@ def cmd_finetune(args):
             shrink=None if args.shrink == "none" else args.shrink,
             beta_control=None if beta_max is None else {"beta_max": beta_max},
             jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
+            steps_per_execution=args.steps_per_execution,
         )
     last = os.path.join(args.output, "last.keras")
     save_model(qmodel, last)

@@ -21,7 +21,8 @@ from ..quantizers.replicas import distributed
 from ..schedules import BetaScheduler, as_schedule
 from ..trace import h_layers
 from .front import Front, target_result
-from .loss import LR_DECAYS, check_jit_compile, check_targets, default_compile, learning_rate_schedule, xla_setting
+from .execution import check_jit_compile, check_steps_per_execution, execution_setting, xla_setting
+from .loss import LR_DECAYS, check_targets, default_compile, learning_rate_schedule
 from .pareto import ParetoFront
 from .progress import EpochLines, RichProgress, stop_progress
 from .store import check_run_dir
@@ -51,6 +52,7 @@ def finetune(
     target_ebops=None,
     beta_control=None,
     jit_compile="auto",
+    steps_per_execution="auto",
 ):
     """Fine-tune an HGQ model against its EBOPs penalty; keep the accuracy-vs-EBOPs Pareto front.
 
@@ -109,8 +111,12 @@ def finetune(
             ``beta_max``, ``gain``, ``kp``, ``band``, ``warmup``, ``lead``) as a dict; only with ``target_ebops``.
         jit_compile: when `finetune` compiles the model, Keras' ``jit_compile``: True compiles the train step
             with XLA, False does not; ``"auto"`` (default) asks for XLA on runs of at least 5,000 steps
-            (``loss.XLA_MIN_STEPS``: on TensorFlow's CPU the compilation takes seconds and pays back there),
+            (``execution.XLA_MIN_STEPS``: on TensorFlow's CPU the compilation takes seconds and pays back there),
             else leaves it to Keras (XLA on JAX and on GPUs).
+        steps_per_execution: when `finetune` compiles the model, Keras' ``steps_per_execution``: training steps
+            per call of the train function (the same steps, so the same weights; batch-level callbacks see every
+            n-th batch). ``"auto"`` (default): 16 (``execution.STEPS_PER_EXECUTION``), at most an epoch's steps,
+            which saves Keras' per-call loop on small models; 1 under a ``tf.distribute`` strategy.
         overwrite: ``pareto_dir`` may hold an earlier run (``front.json``, ``history.json``,
             ``last.keras``, ``epochNNNN.keras``): delete those files before training. Without
             it such a folder is refused. A folder holding other files is always refused.
@@ -154,6 +160,7 @@ def finetune(
         raise ValueError(f"finetune: shrink must be a number between 0 and 1 (exclusive), 'auto' or None, "
                          f"got {shrink!r}.")
     jit_compile = check_jit_compile(jit_compile)
+    steps_per_execution = check_steps_per_execution(steps_per_execution)
     if lr_decay not in LR_DECAYS:
         raise ValueError(f"finetune: lr_decay must be 'cosine' or None (constant), got {lr_decay!r}.")
     if verbose not in (0, 1, 2, True, False):
@@ -232,9 +239,11 @@ def finetune(
                 shrink_weights(model, float(factor))
             if not model.compiled:
                 scales = relative_weight_steps(model) if relative_weight_step else None
-                steps = int(epochs) * -(-len(ys) // int(batch_size))
+                epoch_steps = -(-len(ys) // int(batch_size))
+                steps = int(epochs) * epoch_steps
                 rate = learning_rate_schedule(learning_rate, lr_decay, steps)
-                default_compile(model, ys, rate, bitwidth_lr_scale, scales, xla_setting(jit_compile, steps))
+                default_compile(model, ys, rate, bitwidth_lr_scale, scales, xla_setting(jit_compile, steps),
+                                execution_setting(steps_per_execution, epoch_steps))
             if metric is not None and not callbacks:
                 _check_metric_is_logged(model, metric, xs, ys, val, scheduler)
             for path in old_run:  # overwrite=True: the earlier run goes once everything is checked

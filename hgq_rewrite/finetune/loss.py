@@ -1,5 +1,5 @@
 """What finetune compiles a model with: the loss guessed from the targets, the learning-rate decay, and
-the check of the targets."""
+the check of the targets (how the step runs: `execution`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 
 from ..bitwidth_step import DEFAULT_BITWIDTH_LR_SCALE, BitwidthAdam
 from ..compat.keras_private import keras_history
-from ..quantizers.replicas import in_strategy_scope
 
 
 LR_DECAYS = ("cosine", None)
@@ -38,40 +37,14 @@ def _outputs_probabilities(model):
     return name in ("softmax", "sigmoid")
 
 
-# a run of this many training steps or more compiles its step with XLA: on TensorFlow's CPU compiling the
-# benchmark models' steps costs 1.4-4.2 s more than tracing them, and saves 1.7 ms (digits28 CNN) to about
-# 0.2-0.4 ms (the MLPs) per step, paid back after about 2,000 to 10,000 steps (benchmarks/epoch_cost_versions.py,
-# results/epoch_cost_versions.json run "tensorflow_session17_xla")
-XLA_MIN_STEPS = 5000
-
-
-def check_jit_compile(jit_compile):
-    """finetune's ``jit_compile`` when it is ``"auto"``, True or False; otherwise a one-line ValueError."""
-    if isinstance(jit_compile, (bool, np.bool_)):
-        return bool(jit_compile)
-    if isinstance(jit_compile, str) and jit_compile == "auto":
-        return jit_compile
-    raise ValueError(f"finetune: jit_compile must be 'auto', True or False, got {jit_compile!r}.")
-
-
-def xla_setting(jit_compile, steps):
-    """Keras' ``jit_compile`` for a model finetune compiles for ``steps`` training steps. ``"auto"``: XLA for runs
-    of at least `XLA_MIN_STEPS` steps (TensorFlow's executor dispatches each of the hundreds of small
-    operations of an HGQ step on its own, XLA fuses them), else Keras' own choice (XLA on JAX and on
-    TensorFlow with a GPU); never XLA under a ``tf.distribute`` strategy on TensorFlow (Keras' rule)."""
-    if jit_compile != "auto":
-        return jit_compile
-    return True if steps >= XLA_MIN_STEPS and not in_strategy_scope() else "auto"
-
-
 def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITWIDTH_LR_SCALE, weight_lr_scales=None,
-                    jit_compile="auto"):
+                    jit_compile="auto", steps_per_execution=1):
     """Compile with Adam (`BitwidthAdam`: bitwidths step ``bitwidth_lr_scale`` times faster, the variables
     of ``weight_lr_scales`` their own factor faster) and a loss guessed from the targets ``y``; return the loss name.
 
     Integer targets are class labels: SparseCategoricalCrossentropy (BinaryCrossentropy
-    for a single output unit) with accuracy. Float targets: mean squared error. ``jit_compile`` as
-    ``keras.Model.compile``'s.
+    for a single output unit) with accuracy. Float targets: mean squared error. ``jit_compile`` and
+    ``steps_per_execution`` as ``keras.Model.compile``'s.
     """
     y = np.asarray(y)
     units = _output_units(model)
@@ -92,7 +65,8 @@ def default_compile(model, y, learning_rate=1e-3, bitwidth_lr_scale=DEFAULT_BITW
         loss, metrics = keras.losses.MeanSquaredError(), ["mae"]
     optimizer = BitwidthAdam(learning_rate=learning_rate, bitwidth_lr_scale=bitwidth_lr_scale,
                              weight_lr_scales=weight_lr_scales)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     return type(loss).__name__
 
 
