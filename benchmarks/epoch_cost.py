@@ -1,9 +1,10 @@
 """Epoch time of our HGQ model over the float model's, interleaved, on each benchmark task.
 
-The float model is compiled with Adam (Keras' defaults: no XLA on TensorFlow's CPU; ``--float-xla``
-adds it compiled with XLA as a third model); our model (``quantize`` of the same float model) the way
-``finetune`` compiles a run of ``XLA_MIN_STEPS`` steps or more (`BitwidthAdam`, the step compiled with
-XLA; ``--jit-compile off``: without) and fitted with ``finetune``'s callbacks
+The float model is compiled with Adam (Keras' defaults: no XLA on TensorFlow's CPU, one step per call of
+the train function; ``--float-xla`` adds it compiled with XLA, ``--float-matched`` compiled as ours is,
+each as one more model); our model (``quantize`` of the same float model) the way ``finetune`` compiles a
+run of ``XLA_MIN_STEPS`` steps or more (`BitwidthAdam`, the step compiled with XLA, ``--jit-compile off``:
+without; finetune's steps per call, ``--steps-per-execution N``: N) and fitted with ``finetune``'s callbacks
 (`StopOnNonFiniteLoss`, `FreeBOPs`, `ParetoFront`, `ResetMinMax`; ``--progress`` adds its progress
 bar). ``first_epoch_s`` is each model's first epoch (tracing and compiling). After that warm-up
 epoch, ``--rounds`` times each model fits one epoch, the order reversing each round, so background
@@ -42,6 +43,11 @@ try:
 except ImportError:  # a checkout from before it (timing an older version): finetune had no such callback
     StopOnNonFiniteLoss = None
 from hgq_rewrite.finetune import ParetoFront, default_compile  # noqa: E402
+try:
+    from hgq_rewrite.finetune.execution import execution_setting  # noqa: E402
+except ImportError:  # a checkout from before it: finetune ran one training step per call of the train function
+    def execution_setting(steps_per_execution, steps_per_epoch):
+        return 1 if steps_per_execution == "auto" else steps_per_execution
 from models import float_model, hgq_rewrite_config  # noqa: E402
 
 BATCH_SIZE = {"digits28": 32, "mnist1d": 64, "jets": 128}  # as benchmarks/run.py
@@ -82,13 +88,15 @@ def freeze_input_bits(model):
             layer.paq.fbw.trainable = False
 
 
-def compile_float(model, lr, jit_compile="auto"):
+def compile_float(model, lr, jit_compile="auto", steps_per_execution=1):
     model.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=jit_compile)
+                  metrics=["accuracy"], jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
-def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=False, jit_compile=True, float_xla=False):
+def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=False, jit_compile=True, float_xla=False,
+            steps_per_execution="auto", float_matched=False):
     x, y, _, _ = LOADERS[task](seed)
+    batch = BATCH_SIZE[task]
     keras.utils.set_random_seed(seed)
     fm = float_model(task)
     compile_float(fm, lr)
@@ -96,7 +104,9 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
     if frozen_input_bits:
         freeze_input_bits(ours)
     default_compile(ours, y, lr)
-    ours.jit_compile = jit_compile  # not default_compile's argument: older checkouts (epoch_cost_versions) lack it
+    # set after compiling, not default_compile's arguments: older checkouts (epoch_cost_versions) lack them
+    ours.jit_compile = jit_compile
+    ours.steps_per_execution = execution_setting(steps_per_execution, -(-len(x) // batch))
     cbs = [StopOnNonFiniteLoss()] if StopOnNonFiniteLoss else []
     cbs += [hr.FreeBOPs(), ParetoFront("accuracy"), hr.ResetMinMax()]
     if progress:  # finetune(verbose=1)'s progress bar, drawn to nowhere
@@ -112,7 +122,11 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
         fx.set_weights(fm.get_weights())
         compile_float(fx, lr, jit_compile=True)
         models["float_xla"] = (fx, [])
-    batch = BATCH_SIZE[task]
+    if float_matched:  # the float model compiled as ours is: XLA and steps per call alike
+        fs = float_model(task)
+        fs.set_weights(fm.get_weights())
+        compile_float(fs, lr, jit_compile=jit_compile, steps_per_execution=ours.steps_per_execution)
+        models["float_matched"] = (fs, [])
     first = {name: one_epoch(m, x, y, batch, c)[0] for name, (m, c) in models.items()}
     times = {name: [] for name in models}
     cpu = {name: [] for name in models}
@@ -126,9 +140,11 @@ def measure(task, rounds, beta, lr, seed, frozen_input_bits=False, progress=Fals
     med = {name: statistics.median(t) for name, t in times.items()}
     paired = [o / f for o, f in zip(times["ours"], times["float"])]
     extra = {}
-    if float_xla:
-        extra = {"float_xla_median_s": med["float_xla"], "ratio_to_float_xla": med["ours"] / med["float_xla"]}
-    return {**extra, "jit_compile": jit_compile, "batch_size": batch, "steps_per_epoch": -(-len(x) // batch),
+    for name in ("float_xla", "float_matched"):
+        if name in med:
+            extra.update({f"{name}_median_s": med[name], f"ratio_to_{name}": med["ours"] / med[name]})
+    return {**extra, "jit_compile": jit_compile, "steps_per_execution": ours.steps_per_execution,
+            "batch_size": batch, "steps_per_epoch": -(-len(x) // batch),
             "rounds": rounds, "beta": beta,
             "first_epoch_s": first, "epoch_times": times, "epoch_cpu_times": cpu, "float_median_s": med["float"],
             "ours_median_s": med["ours"], "ratio": med["ours"] / med["float"],
@@ -180,7 +196,11 @@ def main():
     ap.add_argument("--progress", action="store_true", help="also finetune's progress bar (its verbose=1)")
     ap.add_argument("--jit-compile", choices=["on", "off"], default="on",
                     help="our model's step with XLA (on: as finetune compiles a run of XLA_MIN_STEPS steps or more)")
+    ap.add_argument("--steps-per-execution", default="auto", metavar="auto|N",
+                    help="our model's training steps per call of the train function (auto: as finetune picks them)")
     ap.add_argument("--float-xla", action="store_true", help="also the float model compiled with XLA")
+    ap.add_argument("--float-matched", action="store_true",
+                    help="also the float model compiled as ours (the same --jit-compile and steps per call)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
     ap.add_argument("--out", default=None, help="default: results/epoch_cost_<backend>.json")
     args = ap.parse_args()
@@ -189,12 +209,16 @@ def main():
     run = run_header()
     for task in args.tasks:
         r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress,
-                    args.jit_compile == "on", args.float_xla)
+                    args.jit_compile == "on", args.float_xla,
+                    args.steps_per_execution if args.steps_per_execution == "auto" else int(args.steps_per_execution),
+                    args.float_matched)
         r["frozen_input_bits"], r["progress_bar"] = args.freeze_input_bits, args.progress
         run["tasks"][task] = r
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "
               f"ratio {r['ratio']:.2f} (paired median {r['median_paired_ratio']:.2f}, CPU time {r['cpu_ratio']:.2f})"
-              + (f"; over the float model with XLA {r['ratio_to_float_xla']:.2f}" if args.float_xla else ""),
+              + (f"; over the float model with XLA {r['ratio_to_float_xla']:.2f}" if args.float_xla else "")
+              + (f"; over the float model compiled alike {r['ratio_to_float_matched']:.2f}" if args.float_matched
+                 else ""),
               flush=True)
     save_run(out, "median epoch time of our HGQ model (finetune's compile and callbacks) over the float model's, "
                   "interleaved one-epoch fits, after one warm-up epoch each", args.label, run)

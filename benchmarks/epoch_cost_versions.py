@@ -11,7 +11,7 @@ median epoch times (and of CPU times). Check out a version with ``git worktree a
 
 Each checkout's step is compiled with XLA (``epoch_cost.py --jit-compile on``, as `finetune` compiles
 long runs) but for the versions named by ``--without-xla`` (checkouts from before finetune used XLA on
-TensorFlow). Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
+TensorFlow), with the steps per call its finetune picks. Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
 """
 
 import argparse
@@ -55,6 +55,8 @@ def main():
                     help="versions whose step runs without XLA (as finetune compiled it before it used XLA)")
     ap.add_argument("--float-xla", action="store_true", help="epoch_cost.py --float-xla: also over the float "
                     "model compiled with XLA")
+    ap.add_argument("--float-matched", action="store_true", help="epoch_cost.py --float-matched: also over the "
+                    "float model compiled as each version compiles ours")
     ap.add_argument("--label", required=True, help="key of this run in the JSON file")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "epoch_cost_versions.json"))
     args = ap.parse_args()
@@ -69,6 +71,7 @@ def main():
                 out = os.path.join(tmp, f"{name}_{r}.json")
                 extra = ["--jit-compile", "off" if name in args.without_xla else "on"]
                 extra += ["--float-xla"] if args.float_xla else []
+                extra += ["--float-matched"] if args.float_matched else []
                 runs[name].append(one_run(versions[name], args.tasks, args.rounds, out, extra))
                 ratios = ", ".join(f"{t} {v['ratio']:.2f}" for t, v in runs[name][-1]["tasks"].items())
                 print(f"repeat {r + 1} {name}: {ratios}", flush=True)
@@ -80,10 +83,11 @@ def main():
             cpu = [rec["tasks"][task]["cpu_ratio"] for rec in recs]
             summary[name]["tasks"][task] = {"ratio": statistics.median(ratios), "ratios": ratios,
                                             "cpu_ratio": statistics.median(cpu), "cpu_ratios": cpu}
-            if args.float_xla:
-                to_xla = [rec["tasks"][task]["ratio_to_float_xla"] for rec in recs]
-                summary[name]["tasks"][task].update(ratio_to_float_xla=statistics.median(to_xla),
-                                                    ratios_to_float_xla=to_xla)
+            for column, asked in (("float_xla", args.float_xla), ("float_matched", args.float_matched)):
+                if asked:
+                    to = [rec["tasks"][task][f"ratio_to_{column}"] for rec in recs]
+                    summary[name]["tasks"][task].update({f"ratio_to_{column}": statistics.median(to),
+                                                         f"ratios_to_{column}": to})
         print(name, {t: round(v["ratio"], 2) for t, v in summary[name]["tasks"].items()}, flush=True)
     doc = {}
     if os.path.exists(args.out):

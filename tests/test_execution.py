@@ -57,13 +57,15 @@ def test_finetune_refuses_a_bad_steps_per_execution_before_training():
 
 def test_several_steps_per_call_train_the_same_weights():
     """An epoch of 13 steps at 16 (auto: all 13 in one call) and at 5 per call (a short last call) gives the
-    weights, bitwidths, ranges and logs of one step per call."""
+    weights, bitwidths, ranges and logs of one step per call. The step compiled with XLA on both backends:
+    TensorFlow's own compiled step is not reproducible to the last bit (see test_epoch_cost.py)."""
     x, y = _data(400)
     runs = {}
     for setting in (1, "auto", 5):
         model = _mlp()
         keras.utils.set_random_seed(1)  # fit's shuffle
-        history, _ = hr.finetune(model, x, y, epochs=2, batch_size=32, verbose=0, steps_per_execution=setting)
+        history, _ = hr.finetune(model, x, y, epochs=2, batch_size=32, verbose=0, steps_per_execution=setting,
+                                 jit_compile=True)
         runs[setting] = (model, history.history)
     assert runs["auto"][0].steps_per_execution == 13 and runs[5][0].steps_per_execution == 5
     for setting in ("auto", 5):

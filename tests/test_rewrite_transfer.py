@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 from keras import layers as L
-from keras import ops
 
 from hgq_rewrite.layers import HConv1DBatchNorm, HDense, HDenseBatchNorm
 from hgq_rewrite.layers.kernel_base import HKernelLayer
@@ -131,18 +130,18 @@ def test_bad_initial_weights_are_refused_naming_the_layer():
 
 
 @pytest.mark.parametrize("granularity", ["element", "channel"])
-def test_adapted_bits_are_the_backend_log2_ones(granularity):
-    """adapt_to takes log2 from the backend (its float32 log2 misplaces some values next to powers of two)."""
+def test_adapted_bits_are_exact_next_to_powers_of_two(granularity):
+    """adapt_to counts a weight group's integer bits exactly (float32's log2 misplaces some values just below
+    powers of two: 8 - ulp would get 4 integer bits instead of 3)."""
     powers = np.float32(2.0) ** np.arange(-40, 24, dtype="float32")
     values = np.concatenate([powers, np.nextafter(powers, np.float32(0)), -powers, np.zeros(64, "float32")])
     kernel = np.random.default_rng(0).permutation(values).reshape(32, 8)
     layer = HDense(8, kq_conf={"init_bw": 4, "granularity": granularity})
     layer.set_initial_weights(kernel=kernel)
     layer.build((None, 32))
-    m = ops.max(ops.abs(kernel), axis=layer.kq.axes, keepdims=True) if layer.kq.axes else ops.abs(kernel)
-    int_bits = ops.where(m > 0, ops.floor(ops.log2(ops.maximum(m, 2.0**-60))) + 1.0, 0.0)
-    want = ops.clip(4.0 - int_bits, -23.0, 23.0)
-    np.testing.assert_array_equal(layer.kq.fbw.numpy(), ops.convert_to_numpy(want))
+    m = np.abs(kernel).max(axis=layer.kq.axes, keepdims=True) if layer.kq.axes else np.abs(kernel)
+    int_bits = np.where(m > 0, np.frexp(m)[1], 0)  # m = mantissa * 2**e, mantissa in [0.5, 1): e integer bits
+    np.testing.assert_array_equal(layer.kq.fbw.numpy(), np.clip(4.0 - int_bits, -23.0, 23.0))
 
 
 def test_a_layer_built_while_traced_keeps_init_bw():
