@@ -35,16 +35,20 @@ def _float32_with_exponent(e):
     return ops.view(ops.left_shift(ops.cast(e, "int32") + 127, 23), "float32")
 
 
-def exp2(f):
+def exp2(f, per_element=False):
     """``2**f`` for integer-valued ``f``, exact (as ``ops.power(2.0, f)``, which is exact there too).
 
-    Under XLA in float32, built from the bits: XLA's CPU ``pow`` is a transcendental function costing
-    several times a multiply per element, and training computes one per weight each step. ``f`` splits
-    into two factors within float32's normal exponents, so subnormal, zero and infinite results come
-    out as the product of exact powers rounds them, as ``pow`` does; NaN stays NaN.
+    ``per_element``: ``f`` holds one exponent per element of the tensor it scales (a kernel's per-weight
+    bits). Then, under XLA in float32, it is built from the bits: XLA's CPU ``pow`` costs several times a
+    multiply per element, one per weight each training step. Not otherwise: XLA recomputes a chain of
+    cheap operations in each of its consumers, and an activation's quantized value has several (the next
+    layer's convolution taps, the range record, the gradients), while ``pow``, costly, marks the chain
+    to be computed once. ``f`` splits into two factors within float32's normal exponents, so subnormal,
+    zero and infinite results come out as the product of exact powers rounds them, as ``pow`` does; NaN
+    stays NaN.
     """
     f = ops.convert_to_tensor(f)
-    if not (compiled_by_xla() and backend.standardize_dtype(f.dtype) == "float32"):
+    if not (per_element and compiled_by_xla() and backend.standardize_dtype(f.dtype) == "float32"):
         return ops.power(2.0, f)
     head = ops.clip(f, -126.0, 127.0)
     tail = ops.clip(f - head, -126.0, 127.0)  # |f| beyond 252 gives 0 or inf, like pow

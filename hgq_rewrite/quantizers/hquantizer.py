@@ -273,7 +273,7 @@ class HQuantizer(keras.layers.Layer):
 
     def _grid_quantize(self, x, f):
         """``x`` rounded onto the grid ``2**-f`` (no gradient)."""
-        scale = exp2(f)
+        scale = exp2(f, per_element=tuple(f.shape) == tuple(x.shape))
         return ops.stop_gradient(round_to_integer(x * scale, self.config["rounding"]) / scale)
 
     def firmware_quantize(self, x):
