@@ -11,7 +11,8 @@ of the float model and of ours (``quantize`` of it, compiled as ``finetune`` doe
   in and out of every step; and (``--rounds``) the time per step of the compiled step alone against
   the time per step in ``fit``, interleaved, which splits the epoch into the step's own cost and
   Keras' Python loop around it; ``--bare`` adds the rewrite with the range record and the EBOPs term
-  patched out (a diagnostic: what the rest of the quantizers' work costs), and ``--floor`` (mnist1d)
+  patched out (a diagnostic: what the rest of the quantizers' work costs), ``--pow`` the rewrite with ``pow``
+  and ``log2`` where XLA's step builds powers of two and integer bits from float32's bits, and ``--floor`` (mnist1d)
   `min_step.py`'s smallest HGQ step.
 
 Run on the current Keras backend::
@@ -126,6 +127,20 @@ def jax_step_times(models, compiled, x, y, batch, rounds):
 
 
 @contextlib.contextmanager
+def without_bit_forms():
+    """Diagnostic: inside it, `fixed_point.exp2` and `floor_log2` take ``pow`` and ``log2`` under XLA too (the forms
+    before they were built from float32's bits), so a step traced there measures what the bit forms save."""
+    from hgq_rewrite.quantizers import fixed_point
+
+    original = fixed_point.compiled_by_xla
+    fixed_point.compiled_by_xla = lambda: False
+    try:
+        yield
+    finally:
+        fixed_point.compiled_by_xla = original
+
+
+@contextlib.contextmanager
 def without_ranges_and_ebops():
     """Diagnostic, not a mode of the library: inside it, H-layers' training calls record no activation ranges
     and add no EBOPs term, so a step traced there measures what the step costs without those two."""
@@ -143,7 +158,7 @@ def without_ranges_and_ebops():
             setattr(cls, name, original)
 
 
-def measure(task, seed, rounds, bare, floor=False):
+def measure(task, seed, rounds, bare, floor=False, pow_forms=False):
     x, y, _, _ = LOADERS[task](seed)
     batch = BATCH_SIZE[task]
     fm = float_model(task)
@@ -171,6 +186,9 @@ def measure(task, seed, rounds, bare, floor=False):
     if bare:
         with without_ranges_and_ebops():
             add("ours_bare", rewrite())
+    if pow_forms:
+        with without_bit_forms():
+            add("ours_pow", rewrite())
     if floor:
         from min_step import Floor
 
@@ -191,6 +209,8 @@ def main():
                     help="JAX: interleaved rounds timing the compiled step alone and fit (0: count only)")
     ap.add_argument("--bare", action="store_true",
                     help="diagnostic: also ours without recording ranges and without the EBOPs term (row ours_bare)")
+    ap.add_argument("--pow", action="store_true",
+                    help="diagnostic: also ours with pow and log2 where XLA's step takes float32's bits (row ours_pow)")
     ap.add_argument("--floor", action="store_true",
                     help="mnist1d: also min_step.py's smallest HGQ step (row floor_hgq)")
     ap.add_argument("--label", default="after", help="key of this run in the JSON file (e.g. before / after)")
@@ -202,7 +222,7 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare, args.floor and task == "mnist1d")
+        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare, args.floor and task == "mnist1d", args.pow)
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",

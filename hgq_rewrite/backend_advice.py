@@ -1,17 +1,17 @@
 """Which Keras backend fine-tunes HGQ models fastest, from measurement.
 
 ``MEASURED_EPOCH_S`` holds the median epoch time (seconds) of the benchmark models fine-tuned the way
-`finetune` does a long run (the step compiled with XLA on both backends), per backend and task:
-``benchmarks/epoch_cost.py``, raw data in ``benchmarks/results/epoch_cost_versions.json`` (runs
-``"tensorflow_session17_xla"`` and ``"jax_session17"``, version ``"now"``: medians of 3 runs of 9 rounds
+`finetune` does a long run (the step compiled with XLA on both backends, 16 steps per call), per backend
+and task: ``benchmarks/epoch_cost.py``, raw data in ``benchmarks/results/epoch_cost_versions.json`` (runs
+``"tensorflow_session18"`` and ``"jax_session18"``, version ``"now"``: medians of 3 runs of 9 rounds
 on 2 CPU cores, the two backends measured one after the other, not interleaved). See ``docs/backends.md``.
 """
 
 import keras
 
 MEASURED_EPOCH_S = {
-    "tensorflow": {"digits28": 0.099, "mnist1d": 0.170, "jets": 0.342},
-    "jax": {"digits28": 0.044, "mnist1d": 0.044, "jets": 0.087},
+    "tensorflow": {"digits28": 0.069, "mnist1d": 0.089, "jets": 0.150},
+    "jax": {"digits28": 0.036, "mnist1d": 0.028, "jets": 0.060},
 }
 INSTALL = {"jax": "pip install 'hgq_rewrite[jax]'", "tensorflow": "pip install tensorflow"}
 
