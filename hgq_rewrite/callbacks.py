@@ -60,7 +60,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     Keras' ``TerminateOnNaN`` stops silently; this names the epoch and the first bad batch, so a
     run that diverged cannot pass for one that finished. The check runs beside training (Keras
     dispatches it asynchronously: reading the loss would otherwise wait for every step to finish);
-    it stops the epoch within a step or two and raises at its end.
+    it stops the epoch within a step or two of the batches it sees (every ``steps_per_execution``-th:
+    the epoch's running loss stays non-finite once it was) and raises at its end.
     """
 
     async_safe = True

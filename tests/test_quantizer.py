@@ -187,3 +187,52 @@ def test_kernel_bits_adapt_exactly_just_below_a_power_of_two():
     q = make("kernel", (2,))
     q.adapt_to(np.array([np.nextafter(np.float32(8), np.float32(0)), np.float32(8)], "float32"))
     np.testing.assert_array_equal(q.fbw.numpy(), [3, 2])
+
+
+def _traced_range_quantizer(lo, hi, f):
+    q = HQuantizer({"granularity": "element"}, "activation", owner="t")
+    q.build((None, len(lo)))
+    q.fbw.assign(np.full(q.fbw.shape, f, "float32"))
+    q.set_range(np.asarray(lo, "float32"), np.asarray(hi, "float32"))
+    return q
+
+
+def test_exact_range_format_holds_a_power_of_two_bound_at_many_fractional_bits():
+    """[0, 16] at f=20 needs 5 integer bits (ap_ufixed<24,4> stops at 16 - 2**-20); float32's log2 of 16 + 2**-20
+    rounds to 4.0, which gave 4 and wrapped 16 to 0 in the firmware."""
+    below_minus_16 = np.nextafter(np.float32(-16), np.float32(-32))
+    q = _traced_range_quantizer([0, 0, -16, below_minus_16], [16, 8, 0, 0], 23)
+    k, i, f = (ops.convert_to_numpy(v)[0] for v in q.range_kif(exact=True))
+    np.testing.assert_array_equal(k, [0, 0, 1, 1])
+    np.testing.assert_array_equal(i, [5, 4, 4, 5])
+    q.set_firmware_format((k, i, f), saturate=False)
+    bounds = np.array([[16, 8, -16, below_minus_16]], "float32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(q.firmware_quantize(ops.convert_to_tensor(bounds))), bounds)
+
+
+def test_exact_range_format_is_the_smallest_that_holds_the_range():
+    """Against exact rational arithmetic, ranges at f from -4 to 30 (on the grid, but where float32 rounds them):
+    the bounds fit, one integer bit less would not (or i is already the floor -f - k)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    n = 400
+    f = rng.integers(-4, 31, n).astype("float32")
+    e = rng.integers(-8, 12, n)
+    mag = [np.float32(np.ldexp(m, int(x))) for m, x in zip(rng.uniform(0.5, 1.0, n), e)]
+    hi = np.ldexp(np.round(np.ldexp(np.asarray(mag, "float64"), f.astype(int))), -f.astype(int))  # on the grid
+    hi[::7] = np.ldexp(1.0, e[::7])  # powers of two exactly
+    lo = -hi[::-1].copy()
+    lo[::3] = 0.0
+    q = _traced_range_quantizer(lo.astype("float32"), hi.astype("float32"), 0)
+    q.fbw.assign(f.reshape(q.fbw.shape))
+    k, i, _ = (ops.convert_to_numpy(v)[0].astype(int) for v in q.range_kif(exact=True))
+
+    def fits(kk, ii, ff, a, b):
+        step = Fraction(2) ** -int(ff)
+        return Fraction(float(b)) <= Fraction(2) ** int(ii) - step and Fraction(float(a)) >= -kk * Fraction(2) ** int(ii)
+
+    for j in range(n):
+        a, b = float(np.float32(lo[j])), float(np.float32(hi[j]))
+        assert fits(k[j], i[j], f[j], a, b), (j, lo[j], hi[j], f[j], i[j])
+        assert i[j] == -f[j] - k[j] or not fits(k[j], i[j] - 1, f[j], a, b), (j, lo[j], hi[j], f[j], i[j])

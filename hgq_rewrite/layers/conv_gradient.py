@@ -19,8 +19,8 @@ import math
 
 from keras import ops
 
-from ..quantizers.hquantizer import custom_gradient
 from ..compat.xla import compiled_by_xla
+from ..quantizers.hquantizer import custom_gradient
 
 # stacked taps are used for kernels of at most this many input x output channels whose stacked windows
 # (taps times the input) hold at most this many elements (results/xla_gradients_jax.json): 0.3-0.8x XLA's

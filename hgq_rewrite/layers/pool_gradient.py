@@ -16,8 +16,8 @@ import itertools
 
 from keras import ops
 
-from ..quantizers.hquantizer import custom_gradient
 from ..compat.xla import compiled_by_xla
+from ..quantizers.hquantizer import custom_gradient
 
 
 def windows_do_not_overlap(pool_size, strides, padding):

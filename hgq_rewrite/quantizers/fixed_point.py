@@ -60,8 +60,8 @@ def floor_log2(a):
     """``floor(log2 a)`` for ``a >= 2**-126`` (inf and NaN pass through as log2 gives them).
 
     Under XLA in float32, the exponent field of ``a``: exact and cheaper than XLA's log2. Elsewhere
-    ``floor(ops.log2(a))`` (one op for TensorFlow's executor, not five), one too high for the values a few
-    ulps below a power of two, whose float32 log2 rounds up to the integer.
+    ``floor(ops.log2(a))`` (fewer ops for TensorFlow's executor), one too high for the values a few ulps
+    below a power of two, whose float32 log2 rounds up to the integer.
     """
     a = ops.convert_to_tensor(a)
     if not (compiled_by_xla() and backend.standardize_dtype(a.dtype) == "float32"):

@@ -121,6 +121,30 @@ def ste_round(x):
     return x + ops.stop_gradient(ops.round(x) - x)
 
 
+def _ceil_log2(x):
+    """``ceil(log2 x)`` for ``x > 0`` (numpy), exact: ``frexp``'s exponent, less one for a power of two."""
+    mantissa, exponent = np.frexp(x)
+    return np.where(mantissa == 0.5, exponent - 1, exponent)
+
+
+def range_integer_bits(lo, hi, f):
+    """Integer bits (no sign bit) a format with ``f`` fractional bits needs to hold ``hi`` (``hi <= 2**i - 2**-f``)
+    and ``lo`` (``lo >= -2**i`` when ``lo < 0``), exactly (numpy, float64); the larger of the two.
+
+    Not from float32's log2, which rounds ``log2(16 + 2**-20)`` to 4.0: [0, 16] at 20 fractional bits would get
+    4 integer bits, and the firmware wrap 16 to 0.
+    """
+    lo, hi, f = (np.asarray(v, "float64") for v in (lo, hi, f))
+    step = np.ldexp(1.0, (-f).astype(np.int64))
+    positive = np.where(hi > 0, hi, 1.0)
+    top = np.frexp(positive)[1]  # positive < 2**top <= 2 * positive
+    room = np.ldexp(1.0, top) - positive  # exact (Sterbenz): the gap up to 2**top
+    i_hi = np.maximum(np.where(room >= step, top, top + 1), 1 - f)  # 1 - f: a positive value below the step
+    i_hi = np.where(hi > 0, i_hi, _ceil_log2(np.maximum(hi + step, _TINY)))  # hi <= 0: as little as the step
+    i_lo = np.where(lo < 0, _ceil_log2(np.maximum(-lo, _TINY)), -1e9)
+    return np.maximum(i_hi, i_lo)
+
+
 def significant_bits(q):
     """Exact span of significant bits of |q| (numpy): 0.75 -> 2, 4.0 -> 1, 0 -> 0."""
     a = np.abs(np.asarray(q, dtype=np.float64))
@@ -374,13 +398,10 @@ class HQuantizer(keras.layers.Layer):
                     f"Layer {self.owner!r} has no recorded activation range: call "
                     "hgq_rewrite.trace_minmax(model, calibration_data) first."
                 )
-            f = ops.round(fbw)
-            k = ops.cast(lo < 0, "float32")
-            step = exp2(-f)
-            i_hi = ops.ceil(ops.log2(ops.maximum(hi + step, _TINY)))
-            i_lo = ops.where(lo < 0, ops.ceil(ops.log2(ops.maximum(-lo, _TINY))), -1e9)
-            i = ops.maximum(ops.maximum(i_hi, i_lo), -f - k)
-            return k, i, f
+            f = np.round(ops.convert_to_numpy(fbw))
+            k = (ops.convert_to_numpy(lo) < 0).astype("float32")
+            i = np.maximum(range_integer_bits(ops.convert_to_numpy(lo), ops.convert_to_numpy(hi), f), -f - k)
+            return tuple(ops.convert_to_tensor(v.astype("float32")) for v in (k, i, f))
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
         # max(|lo|, |hi|) as lo <= hi; an empty range (+inf, -inf) gives -inf, so the smallest i, as a zero range
         mag = ops.maximum(-lo, hi)
