@@ -8,4 +8,5 @@ from .config import (
     set_default_paq_conf,
 )
 from .fixed_point import apply_overflow, kbi_to_kif, kif_to_kbi, quantize, round_to_grid
-from .hquantizer import HQuantizer, NotTracedError, significant_bits
+from .exact_bits import significant_bits
+from .hquantizer import HQuantizer, NotTracedError

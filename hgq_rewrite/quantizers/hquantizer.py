@@ -7,12 +7,12 @@ import numpy as np
 from keras import ops
 
 from .config import activation_config, check_granularity_rank, kernel_config
+from .exact_bits import TINY, range_integer_bits, significant_bits
 from .fixed_point import exp2, floor_log2, quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 from .saved_layouts import load_older_state
 
 LN2 = math.log(2.0)
-_TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -119,51 +119,6 @@ def ste_round(x):
     """round(x) forward, identity gradient (``x`` a tensor or a variable)."""
     x = read(x)
     return x + ops.stop_gradient(ops.round(x) - x)
-
-
-def _ceil_log2(x):
-    """``ceil(log2 x)`` for ``x > 0`` (numpy), exact: ``frexp``'s exponent, less one for a power of two."""
-    mantissa, exponent = np.frexp(x)
-    return np.where(mantissa == 0.5, exponent - 1, exponent)
-
-
-def range_integer_bits(lo, hi, f):
-    """Integer bits (no sign bit) a format with ``f`` fractional bits needs to hold ``hi`` (``hi <= 2**i - 2**-f``)
-    and ``lo`` (``lo >= -2**i`` when ``lo < 0``), exactly (numpy, float64); the larger of the two.
-
-    Not from float32's log2, which rounds ``log2(16 + 2**-20)`` to 4.0: [0, 16] at 20 fractional bits would get
-    4 integer bits, and the firmware wrap 16 to 0.
-    """
-    lo, hi, f = (np.asarray(v, "float64") for v in (lo, hi, f))
-    step = np.ldexp(1.0, (-f).astype(np.int64))
-    positive = np.where(hi > 0, hi, 1.0)
-    top = np.frexp(positive)[1]  # positive < 2**top <= 2 * positive
-    room = np.ldexp(1.0, top) - positive  # exact (Sterbenz): the gap up to 2**top
-    i_hi = np.maximum(np.where(room >= step, top, top + 1), 1 - f)  # 1 - f: a positive value below the step
-    i_hi = np.where(hi > 0, i_hi, _ceil_log2(np.maximum(hi + step, _TINY)))  # hi <= 0: as little as the step
-    i_lo = np.where(lo < 0, _ceil_log2(np.maximum(-lo, _TINY)), -1e9)
-    return np.maximum(i_hi, i_lo)
-
-
-def significant_bits(q):
-    """Exact span of significant bits of |q| (numpy): 0.75 -> 2, 4.0 -> 1, 0 -> 0."""
-    a = np.abs(np.asarray(q, dtype=np.float64))
-    out = np.zeros(a.shape, dtype=np.int64)
-    nz = a > 0
-    if not nz.any():
-        return out
-    mant, exp = np.frexp(a[nz])  # a = mant * 2**exp, mant in [0.5, 1)
-    ints = (mant * 2.0**53).astype(np.int64)  # exact integer mantissa
-    trailing = np.zeros(ints.shape, dtype=np.int64)
-    rest = ints.copy()
-    while True:
-        even = (rest & 1) == 0
-        if not even.any():
-            break
-        trailing += even
-        rest = np.where(even, rest >> 1, rest)
-    out[nz] = 53 - trailing
-    return out
 
 
 @keras.saving.register_keras_serializable(package="hgq_rewrite")
@@ -405,7 +360,7 @@ class HQuantizer(keras.layers.Layer):
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
         # max(|lo|, |hi|) as lo <= hi; an empty range (+inf, -inf) gives -inf, so the smallest i, as a zero range
         mag = ops.maximum(-lo, hi)
-        i = ops.stop_gradient(floor_log2(ops.maximum(mag, _TINY)) + 1.0)
+        i = ops.stop_gradient(floor_log2(ops.maximum(mag, TINY)) + 1.0)
         return k, i, ste_round(fbw)
 
     def kernel_bits(self, q, exact=False, values=None, fbw=None):
@@ -438,7 +393,7 @@ class HQuantizer(keras.layers.Layer):
         a = ops.abs(w)
         if self.axes:
             a = ops.max(a, axis=self.axes, keepdims=True)
-        return ops.stop_gradient(floor_log2(ops.maximum(a, _TINY)) + 1.0)
+        return ops.stop_gradient(floor_log2(ops.maximum(a, TINY)) + 1.0)
 
     def max_fraction_bits(self, keep_axis=-1, fbw=None):
         """round(f) maximised over every axis but ``keep_axis`` (bias grids follow this); ``fbw`` as in `call`."""

@@ -35,11 +35,11 @@ from keras import ops
 from ..inputs import model_inputs
 from ..layers.kernel_base import HKernelLayer
 from ..layers.links import link_model
+from ..quantizers.exact_bits import TINY
 from ..trace import h_layers
 
 DEFAULT_TOLERANCE = 0.03
 _FULL = 23.0  # fractional bits that stand for full precision
-_TINY = 2.0**-60
 
 
 def _np(v):
@@ -99,7 +99,7 @@ def _kernel_base(layer):
     if w.ndim > 2:  # depthwise: the output channel is (input channel, multiplier)
         col_axes = tuple(range(w.ndim - 2))
     top = contrib.max(axis=col_axes, keepdims=True)
-    e_col = np.where(top > 0, np.floor(np.log2(np.maximum(top, _TINY))), 0.0)
+    e_col = np.where(top > 0, np.floor(np.log2(np.maximum(top, TINY))), 0.0)
     return np.broadcast_to(i_w - e_col, w.shape) if layer.kq.axes == () else None
 
 
@@ -206,7 +206,7 @@ def init_bits(model, data, tolerance=DEFAULT_TOLERANCE, *, max_samples=2048, bat
         if s.role == "kernel":
             kernel, _ = s.layer.folded_kernel_bias()
             a = np.abs(_np(kernel))
-            i = np.where(a > 0, np.floor(np.log2(np.maximum(a, _TINY))) + 1, -1e3)
+            i = np.where(a > 0, np.floor(np.log2(np.maximum(a, TINY))) + 1, -1e3)
             bits = np.maximum(i + f, 0)
             report[s.name]["mean_bits"] = float(np.mean(bits))
         else:
