@@ -231,7 +231,7 @@ def build_case(family, seed, rounding, aggressive, granularity, n_train=256, epo
     config = {
         "defaults": {
             "kernel": {"granularity": granularity, "rounding": rounding, "init_bw": int(rng.integers(2, 6))},
-            "activation": {"rounding": rounding, "init_bw": int(rng.integers(3, 8))},
+            "output": {"rounding": rounding, "init_bw": int(rng.integers(3, 8))},
         }
     }
     qmodel = hr.quantize(float_model, config, beta=beta)
