@@ -197,6 +197,7 @@ def main():
     ap.add_argument("--jit-compile", choices=["on", "off"], default="on",
                     help="our model's step with XLA (on: as finetune compiles a run of XLA_MIN_STEPS steps or more)")
     ap.add_argument("--steps-per-execution", default="auto", metavar="auto|N",
+                    type=lambda text: text if text == "auto" else int(text),
                     help="our model's training steps per call of the train function (auto: as finetune picks them)")
     ap.add_argument("--float-xla", action="store_true", help="also the float model compiled with XLA")
     ap.add_argument("--float-matched", action="store_true",
@@ -209,9 +210,7 @@ def main():
     run = run_header()
     for task in args.tasks:
         r = measure(task, args.rounds, args.beta, args.lr, args.seed, args.freeze_input_bits, args.progress,
-                    args.jit_compile == "on", args.float_xla,
-                    args.steps_per_execution if args.steps_per_execution == "auto" else int(args.steps_per_execution),
-                    args.float_matched)
+                    args.jit_compile == "on", args.float_xla, args.steps_per_execution, args.float_matched)
         r["frozen_input_bits"], r["progress_bar"] = args.freeze_input_bits, args.progress
         run["tasks"][task] = r
         print(f"{backend} {args.label} {task}: float {r['float_median_s']:.3f} s, ours {r['ours_median_s']:.3f} s, "

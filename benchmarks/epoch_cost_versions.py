@@ -11,7 +11,8 @@ median epoch times (and of CPU times). Check out a version with ``git worktree a
 
 Each checkout's step is compiled with XLA (``epoch_cost.py --jit-compile on``, as `finetune` compiles
 long runs) but for the versions named by ``--without-xla`` (checkouts from before finetune used XLA on
-TensorFlow), with the steps per call its finetune picks. Results go to ``results/epoch_cost_versions.json`` under ``--label`` (other labels are kept).
+TensorFlow), with the steps per call its finetune picks. Results go to ``results/epoch_cost_versions.json``
+under ``--label`` (other labels are kept).
 """
 
 import argparse

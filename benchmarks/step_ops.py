@@ -222,7 +222,8 @@ def main():
     out = args.out or os.path.join(HERE, "results", f"step_ops_{backend}.json")
     run = run_header()
     for task in args.tasks:
-        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare, args.floor and task == "mnist1d", args.pow)
+        run["tasks"][task] = r = measure(task, args.seed, args.rounds, args.bare, args.floor and task == "mnist1d",
+                                         args.pow)
         key = "ops" if backend == "tensorflow" else "fusions"
         print(f"{backend} {args.label} {task}: float {r['float'][key]} {key}, ours {r['ours'][key]} "
               f"({r['ours'][key] / r['float'][key]:.2f}x) {r['ours'].get('by_part', r['ours'].get('state_arrays'))}",

@@ -230,7 +230,8 @@ def test_exact_range_format_is_the_smallest_that_holds_the_range():
 
     def fits(kk, ii, ff, a, b):
         step = Fraction(2) ** -int(ff)
-        return Fraction(float(b)) <= Fraction(2) ** int(ii) - step and Fraction(float(a)) >= -kk * Fraction(2) ** int(ii)
+        top = Fraction(2) ** int(ii)
+        return Fraction(float(b)) <= top - step and Fraction(float(a)) >= -kk * top
 
     for j in range(n):
         a, b = float(np.float32(lo[j])), float(np.float32(hi[j]))
