@@ -196,6 +196,8 @@ def test_report_untraced_model(qmodel_path, capsys, tmp_path):
     [
         (lambda f, q: ["finetune", q, "--data", f["calib"], "--epochs", 1, "-o", "ft"], ["no targets", "'y'"]),
         (lambda f, q: ["finetune", q, "--data", f["train"], "--epochs", 0, "-o", "ft"], ["--epochs", ">= 1"]),
+        (lambda f, q: ["finetune", q, "--data", f["train"], "--epochs", 1, "-o", "ft", "--steps-per-execution", "0"],
+         ["--steps-per-execution", ">= 1"]),
         (lambda f, q: ["finetune", q, "--data", f["train"], "--epochs", 1, "-o", "ft", "--beta", "cubic:1:2"],
          ["beta", "unknown schedule kind"]),
         (lambda f, q: ["finetune", f["float"], "--data", f["train"], "--epochs", 1, "-o", "ft"], ["no HGQ layers"]),

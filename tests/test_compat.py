@@ -1,6 +1,6 @@
-"""The private Keras and hls4ml names hgq_rewrite relies on (hgq_rewrite/compat) still exist and behave.
+"""The private Keras, hls4ml and TensorFlow names hgq_rewrite relies on (hgq_rewrite/compat) still exist and behave.
 
-After an upgrade of Keras or hls4ml, a failure here names the private thing that changed.
+After an upgrade of Keras, hls4ml or TensorFlow, a failure here names the private thing that changed.
 """
 
 import importlib
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from hgq_rewrite.compat import hls4ml_private, keras_private
+from hgq_rewrite.compat import hls4ml_private, keras_private, tensorflow_private
 
 
 def _functional():
@@ -137,3 +137,23 @@ def test_hls4ml_message_texts():
         "No implementation of produce_kif for <class 'hls4ml.model.layers.Layer'> (LayerNormalization)")
     assert names == {"Layer", "LayerNormalization"} and not hetero
     assert hls4ml_private.error_subjects("Heterogenous quantization for activations is only ...")[1]
+
+
+def test_tensorflow_xla_context_test():
+    """``control_flow_util.GraphOrParentsInXlaContext``: False eagerly and in a plain tf.function, True inside one
+    compiled with XLA, also in a function it calls."""
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.ops import control_flow_util
+
+    assert callable(control_flow_util.GraphOrParentsInXlaContext)
+    seen = {}
+
+    def probe(name):
+        seen[name] = tensorflow_private.in_xla_function()
+        return tf.constant(0.0)
+
+    probe("eager")
+    tf.function(lambda: probe("graph"))()
+    tf.function(lambda: probe("xla"), jit_compile=True)()
+    tf.function(lambda: tf.function(lambda: probe("nested"))(), jit_compile=True)()
+    assert seen == {"eager": False, "graph": False, "xla": True, "nested": True}

@@ -8,6 +8,11 @@ import numpy as np
 TINY = 2.0**-60  # stands in for 0 inside log2; far below any representable step
 
 
+def integer_bits(a):
+    """``floor(log2 a) + 1`` for ``a > 0`` (numpy, float32), 0 for ``a == 0``: ``frexp``'s exponent."""
+    return np.where(a > 0, np.frexp(a)[1], 0).astype("float32")
+
+
 def _ceil_log2(x):
     """``ceil(log2 x)`` for ``x > 0`` (numpy), exact: ``frexp``'s exponent, less one for a power of two."""
     mantissa, exponent = np.frexp(x)

@@ -7,7 +7,7 @@ import numpy as np
 from keras import ops
 
 from .config import activation_config, check_granularity_rank, kernel_config
-from .exact_bits import TINY, range_integer_bits, significant_bits
+from .exact_bits import TINY, integer_bits, range_integer_bits, significant_bits
 from .fixed_point import exp2, floor_log2, quantize, remove_periods, round_to_integer
 from .replicas import REPLICATED, replica_max, replica_min
 from .saved_layouts import load_older_state
@@ -312,12 +312,12 @@ class HQuantizer(keras.layers.Layer):
     def adapt_to(self, values):
         """Kernels: set f so every weight group keeps ``init_bw`` significant bits (eager).
 
-        In numpy, exact (the integer bits are ``frexp``'s exponent): a backend op costs far more than the
-        arithmetic when ``quantize`` builds thousands of layers.
+        In numpy, exact (`integer_bits`): a backend op costs far more than the arithmetic when ``quantize``
+        builds thousands of layers.
         """
         a = np.abs(np.asarray(ops.convert_to_numpy(values), "float32"))
         m = a.max(axis=self.axes, keepdims=True) if self.axes else a
-        int_bits = np.where(m > 0, np.frexp(m)[1], 0).astype("float32")
+        int_bits = integer_bits(m)
         lo, hi = self.config["bw_clip"]
         self.fbw.assign(np.clip(self.config["init_bw"] - int_bits, lo, hi).reshape(self.bw_shape))
 
@@ -353,9 +353,9 @@ class HQuantizer(keras.layers.Layer):
                     f"Layer {self.owner!r} has no recorded activation range: call "
                     "hgq_rewrite.trace_minmax(model, calibration_data) first."
                 )
-            f = np.round(ops.convert_to_numpy(fbw))
-            k = (ops.convert_to_numpy(lo) < 0).astype("float32")
-            i = np.maximum(range_integer_bits(ops.convert_to_numpy(lo), ops.convert_to_numpy(hi), f), -f - k)
+            lo, hi, f = ops.convert_to_numpy(lo), ops.convert_to_numpy(hi), np.round(ops.convert_to_numpy(fbw))
+            k = (lo < 0).astype("float32")
+            i = np.maximum(range_integer_bits(lo, hi, f), -f - k)
             return tuple(ops.convert_to_tensor(v.astype("float32")) for v in (k, i, f))
         k = ops.stop_gradient(ops.cast(lo < 0, "float32"))
         # max(|lo|, |hi|) as lo <= hi; an empty range (+inf, -inf) gives -inf, so the smallest i, as a zero range
